@@ -1,0 +1,54 @@
+"""SNGAN (Miyato et al. 2018): hinge loss, spectral normalisation of every critic layer.
+
+  configs/sngan.py             CIFAR-10 ResNet (G 256 ch, D 128 ch), Adam 2e-4 (0, 0.9),
+                               n_dis 5, G batch 2 x D batch (128 / 64), linear decay;
+                               paper: IS 8.22 +- .05, FID 21.7 +- .21.
+  configs/sngan.py:cnn         the standard CNN, setting C by default (Adam 2e-4 (0.5, 0.999),
+                               n_dis 1); paper: IS 7.58, FID 25.5 (hinge).
+  configs/sngan.py:cnn,setting=A   the paper's settings A-F (Table 1 of DESIGN.md section 3).
+  configs/sngan.py:gaussians8  the same method on gan_toy.py's MLP.
+  ,smoke                       a tiny, 4-step run (tests).
+"""
+from wgan_jax import config_lib
+from wgan_jax.errors import ConfigError
+
+# (lr, b1, b2, n_dis), Miyato et al. 2018, Section 4.
+SETTINGS = {
+    'A': (1e-4, 0.5, 0.9, 5), 'B': (1e-4, 0.5, 0.999, 1), 'C': (2e-4, 0.5, 0.999, 1),
+    'D': (1e-3, 0.5, 0.9, 5), 'E': (1e-3, 0.5, 0.999, 5), 'F': (1e-3, 0.9, 0.999, 5),
+}
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet'), keys=('setting',))
+  c = config_lib.base_config()
+  c.loss = 'hinge'
+  c.lipschitz.method = 'spectral'
+  c.data.name = a.dataset or 'cifar10'
+  cnn = 'cnn' in a.flags
+  c.model.update(name='dcgan' if cnn else 'resnet', g_batch_norm=True, d_norm='spectral',
+                 g_ch=64 if cnn else 256, d_ch=64 if cnn else 128)
+  c.batch_size = 64
+  c.total_steps = 50_000
+  lr, b1, b2, n_dis = 2e-4, 0.0, 0.9, 5
+  if cnn or 'setting' in a.values:
+    setting = a.values.get('setting', 'C')
+    if setting not in SETTINGS:
+      raise ConfigError(f'unknown SNGAN setting {setting!r}; valid: {", ".join(SETTINGS)}')
+    lr, b1, b2, n_dis = SETTINGS[setting]
+    c.total_steps = 100_000
+  else:
+    c.g_batch_size = 128
+  c.n_critic = n_dis
+  for o in (c.optim.g, c.optim.d):
+    # The paper decays linearly for the ResNet only.
+    o.update(name='adam', lr=lr, b1=b1, b2=b2, schedule='constant' if cnn else 'linear')
+  if a.toy:
+    config_lib.use_toy_mlp(c, a.dataset)
+    c.batch_size, c.g_batch_size, c.n_critic = 256, 0, 5
+    c.total_steps = 4000
+    for o in (c.optim.g, c.optim.d):
+      o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='constant')
+  if 'smoke' in a.flags:
+    config_lib.shrink_for_smoke(c)
+  return c

@@ -1,0 +1,33 @@
+"""WGAN (Arjovsky et al. 2017, Algorithm 1): Wasserstein loss, weight clipping c = 0.01.
+
+RMSProp lr 5e-5 for both players, n_critic 5, batch 64, no batch norm in the critic.
+  configs/wgan.py             CIFAR-10, the SNGAN standard CNN (DCGAN-like) with G batch norm.
+  configs/wgan.py:gaussians8  the same method on gan_toy.py's MLP.
+  configs/wgan.py:resnet      the CIFAR ResNet instead.
+  ,smoke                      a tiny, 4-step run (tests).
+The official code also runs 100 critic iterations for the first 25 generator steps and every
+500th; this codebase keeps n_critic fixed (one compiled step).
+"""
+from wgan_jax import config_lib
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet'))
+  c = config_lib.base_config()
+  c.loss = 'wasserstein'
+  c.n_critic = 5
+  c.batch_size = 64
+  c.lipschitz.update(method='clip', clip_value=0.01)
+  c.data.name = a.dataset or 'cifar10'
+  resnet = 'resnet' in a.flags
+  c.model.update(name='resnet' if resnet else 'dcgan', g_batch_norm=True, d_norm='none',
+                 g_ch=256 if resnet else 64, d_ch=128 if resnet else 64)
+  c.total_steps = 100_000
+  for o in (c.optim.g, c.optim.d):
+    o.update(name='rmsprop', lr=5e-5, b1=0.0, b2=0.99, eps=1e-8, schedule='constant')
+  if a.toy:
+    config_lib.use_toy_mlp(c, a.dataset)
+    c.total_steps = 4000
+  if 'smoke' in a.flags:
+    config_lib.shrink_for_smoke(c)
+  return c

@@ -1,0 +1,447 @@
+"""Tests of wgan_jax.models: shapes, the sub-pixel UpConv, spectral norm, batch norm, registry."""
+import functools
+import math
+import types
+
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wgan_jax.errors import ConfigError
+from wgan_jax.models import MODELS, ModelPair, build_models, layers
+
+B = 4
+SMALL_IMAGE = (16, 16, 3)
+# Layer-init keys. 'rbg' keys: XLA:CPU compiles their random bits several times faster than
+# threefry's, and the tests compile a lot (models.g.init uses them all the same).
+INIT_KEY = jax.random.key(0, impl='rbg')
+
+
+def normal(shape, seed=0, loc=0.0, scale=1.0):
+  """Test data from numpy (no XLA compilation per shape, unlike jax.random)."""
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(loc + scale * rng.standard_normal(shape), jnp.float32)
+
+
+def model_config(**overrides):
+  """A small model config (attribute object) with the config files' keys."""
+  c = dict(name='mlp', z_dim=2, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
+           g_ch=16, d_ch=16, activation='relu', mlp_hidden=32, mlp_layers=3)
+  c.update(overrides)
+  return types.SimpleNamespace(**c)
+
+
+def data_shape_of(name):
+  return (2,) if name == 'mlp' else SMALL_IMAGE
+
+
+def init_pair(models: ModelPair, data_shape, key=None):
+  """(z, x, (g_params, g_state), (d_params, d_state)) for a batch of B examples."""
+  g_key, d_key = (INIT_KEY, INIT_KEY) if key is None else jax.random.split(key)
+  z = normal((B, models.z_dim), seed=1)
+  x = normal((B,) + tuple(data_shape), seed=2)
+  g_vars = models.g.init(g_key, z, is_training=True)
+  d_vars = models.d.init(d_key, x, update_stats=True)
+  return z, x, g_vars, d_vars
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(name, data_shape, overrides):
+  models = build_models(model_config(name=name, **dict(overrides)), data_shape=data_shape)
+  return (models,) + init_pair(models, data_shape)
+
+
+def initialised(name, data_shape=None, **overrides):
+  """(models, z, x, g_vars, d_vars) of a small model, shared between tests (pure values)."""
+  data_shape = data_shape or data_shape_of(name)
+  overrides.setdefault('z_dim', 2 if name == 'mlp' else 8)
+  return _cached(name, tuple(data_shape), tuple(sorted(overrides.items())))
+
+
+def n_params(tree):
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+# ----------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize('name', ['mlp', 'dcgan', 'resnet'])
+@pytest.mark.parametrize('d_norm', ['none', 'spectral', 'layer'])
+def test_shapes_dtypes_and_state_structure(name, d_norm):
+  data_shape = data_shape_of(name)
+  models, z, x, (g_params, g_state), (d_params, d_state) = initialised(
+      name, d_norm=d_norm, g_spectral_norm=d_norm == 'spectral')
+
+  fake, new_g_state = models.g.apply(g_params, g_state, None, z, is_training=True)
+  chex.assert_shape(fake, (B,) + data_shape)
+  chex.assert_type(fake, jnp.float32)
+  chex.assert_tree_all_finite(fake)
+  chex.assert_trees_all_equal_structs(g_state, new_g_state)
+  if name != 'mlp':
+    assert float(jnp.max(jnp.abs(fake))) <= 1.0  # tanh output
+
+  for update_stats in (True, False):
+    scores, new_d_state = models.d.apply(d_params, d_state, None, fake,
+                                         update_stats=update_stats)
+    chex.assert_shape(scores, (B,))
+    chex.assert_type(scores, jnp.float32)
+    chex.assert_tree_all_finite(scores)
+    chex.assert_trees_all_equal_structs(d_state, new_d_state)
+  has_sn_state = any('u' in v for v in d_state.values())
+  assert has_sn_state == (d_norm == 'spectral')
+  has_ln = any('scale' in v for v in d_params.values())
+  assert has_ln == (d_norm == 'layer')
+
+
+def test_mlp_tanh_activation_and_flat_data():
+  models, z, x, (g_params, g_state), (d_params, d_state) = initialised(
+      'mlp', (6,), activation='tanh', g_batch_norm=False)
+  fake, _ = models.g.apply(g_params, g_state, None, z, is_training=False)
+  chex.assert_shape(fake, (B, 6))
+  scores, _ = models.d.apply(d_params, d_state, None, x, update_stats=False)
+  chex.assert_shape(scores, (B,))
+  relu_models = build_models(model_config(g_batch_norm=False), data_shape=(6,))
+  relu_fake, _ = relu_models.g.apply(g_params, g_state, None, z, is_training=False)
+  assert not np.allclose(fake, relu_fake)  # the activation is really switched
+
+
+def test_mlp_init_follows_gan_toy():
+  _, _, _, (g_params, _), (d_params, _) = initialised('mlp', mlp_hidden=512, g_batch_norm=False)
+  w = d_params['dense_1']['w']      # hidden: 'he' uniform, bound sqrt(6 / fan_in)
+  bound = math.sqrt(6.0 / 512)
+  assert float(jnp.max(jnp.abs(w))) <= bound
+  np.testing.assert_allclose(float(jnp.std(w)), math.sqrt(2.0 / 512), rtol=0.02)
+  w_out = g_params['dense_out']['w']  # output: glorot uniform
+  assert float(jnp.max(jnp.abs(w_out))) <= math.sqrt(6.0 / (512 + 2))
+  assert float(jnp.max(jnp.abs(w_out))) > math.sqrt(6.0 / 512) * 0.5
+  assert all(float(jnp.max(jnp.abs(p['b']))) == 0.0 for p in d_params.values())
+
+
+def test_models_are_deterministic():
+  mlp_models = build_models(model_config(d_norm='spectral'), data_shape=(2,))
+  key = jax.random.PRNGKey(3)   # the default (threefry) keys of the train step
+  inits = [init_pair(mlp_models, (2,), key)[2:] for _ in range(2)]
+  chex.assert_trees_all_equal(*inits)
+  models, z, x, g_vars, d_vars = initialised('dcgan', d_norm='spectral', g_spectral_norm=True)
+  out1 = models.g.apply(*g_vars, None, z, is_training=True)
+  out2 = models.g.apply(*g_vars, None, z, is_training=True)
+  chex.assert_trees_all_equal(out1, out2)
+  out1 = models.d.apply(*d_vars, None, x, update_stats=True)
+  out2 = models.d.apply(*d_vars, None, x, update_stats=True)
+  chex.assert_trees_all_equal(out1, out2)
+
+
+# ----------------------------------------------------------------------------- UpConv
+def reference_upconv(x, w):
+  """ConvTranspose2d(4, stride 2, padding 1) as a dilated convolution with the flipped kernel."""
+  return jax.lax.conv_general_dilated(
+      x, w[::-1, ::-1], window_strides=(1, 1), padding=((2, 2), (2, 2)), lhs_dilation=(2, 2),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def numpy_upconv(x, w):
+  """The definition: y[2i - 1 + ky, 2j - 1 + kx] += x[i, j] @ w[ky, kx], cropped."""
+  b, h, wd, _ = x.shape
+  y = np.zeros((b, 2 * h + 2, 2 * wd + 2, w.shape[-1]), np.float64)
+  for i in range(h):
+    for j in range(wd):
+      for ky in range(4):
+        for kx in range(4):
+          y[:, 2 * i + ky, 2 * j + kx] += x[:, i, j] @ w[ky, kx]
+  return y[:, 1:-1, 1:-1]
+
+
+def test_upconv_matches_transposed_conv_outputs_and_gradients():
+  x = normal((2, 5, 6, 3), seed=1)
+  w = normal((4, 4, 3, 4), seed=2)
+  cot = normal((2, 10, 12, 4), seed=3)
+
+  up = hk.transform(lambda x_: layers.UpConv(4, with_bias=False)(x_))
+  params = up.init(INIT_KEY, x)
+  chex.assert_shape(params['up_conv']['w'], (4, 4, 3, 4))
+
+  def ours(x_, w_):
+    return up.apply({'up_conv': {'w': w_}}, None, x_)
+
+  y = ours(x, w)
+  chex.assert_shape(y, (2, 10, 12, 4))
+  np.testing.assert_allclose(y, reference_upconv(x, w), atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(y, numpy_upconv(np.asarray(x, np.float64),
+                                             np.asarray(w, np.float64)), atol=1e-4, rtol=1e-5)
+
+  def loss(fn):
+    return lambda x_, w_: jnp.sum(fn(x_, w_) * cot)
+
+  gx, gw = jax.grad(loss(ours), argnums=(0, 1))(x, w)
+  rx, rw = jax.grad(loss(reference_upconv), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(gx, rx, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(gw, rw, atol=1e-5, rtol=1e-5)
+
+
+def _transposed_convs(jaxpr):
+  """conv_general_dilated equations with input (lhs) dilation, in jaxpr and its sub-jaxprs."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'conv_general_dilated':
+      if tuple(eqn.params['lhs_dilation']) != (1, 1):
+        found.append(eqn)
+    for param in eqn.params.values():
+      for sub in (param if isinstance(param, (tuple, list)) else (param,)):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          found += _transposed_convs(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          found += _transposed_convs(sub)
+  return found
+
+
+def test_generator_gradient_has_no_transposed_convolution():
+  models, z, _, (g_params, g_state), _ = initialised('dcgan', d_norm='none')
+
+  def loss(p):
+    return jnp.sum(models.g.apply(p, g_state, None, z, is_training=True)[0])
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(g_params)
+  assert not _transposed_convs(jaxpr.jaxpr)
+  # ... while the detector does see the reference's transposed convolution.
+  ref = jax.make_jaxpr(reference_upconv)(jnp.zeros((1, 2, 2, 1)), jnp.zeros((4, 4, 1, 1)))
+  assert _transposed_convs(ref.jaxpr)
+
+
+# ----------------------------------------------------------------------------- spectral norm
+def sn_layer(make_layer):
+  return hk.transform_with_state(
+      lambda x, update_stats: make_layer()(x, update_stats=update_stats))
+
+
+def test_spectral_dense_of_4_identity():
+  layer = sn_layer(lambda: layers.Dense(3, spectral_norm=True))
+  x = normal((5, 3))
+  params, state = layer.init(INIT_KEY, x, update_stats=True)
+  params = {'dense': {'w': 4.0 * jnp.eye(3), 'b': jnp.zeros(3)}}
+  y, state = layer.apply(params, state, None, x, update_stats=True)
+  np.testing.assert_allclose(state['dense']['sigma'], 4.0, rtol=1e-6)
+  np.testing.assert_allclose(y, x @ jnp.eye(3), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('kind', ['dense', 'conv'])
+def test_spectral_sigma_converges_to_largest_singular_value(kind):
+  if kind == 'dense':
+    make, x, w_shape = (lambda: layers.Dense(6, spectral_norm=True, name='layer'),
+                        jnp.ones((2, 9)), (9, 6))
+  else:
+    make, x, w_shape = (lambda: layers.Conv2D(6, 3, spectral_norm=True, name='layer'),
+                        jnp.ones((2, 5, 5, 4)), (3, 3, 4, 6))
+  layer = sn_layer(make)
+  params, state = layer.init(INIT_KEY, x, update_stats=True)
+  w = normal(w_shape, seed=3)
+  params = {'layer': {'w': w, 'b': params['layer']['b']}}
+  apply = jax.jit(functools.partial(layer.apply, update_stats=True))
+  for _ in range(50):
+    _, state = apply(params, state, None, x)
+  w_np = np.asarray(w, np.float64)
+  sigma_max = np.linalg.svd(w_np.reshape(-1, w_shape[-1]), compute_uv=False)[0]
+  np.testing.assert_allclose(state['layer']['sigma'], sigma_max, rtol=1e-3)
+  if kind == 'conv':  # the [kh * kw * c_in, c_out] reshape, not another one
+    other = np.linalg.svd(w_np.reshape(9, -1), compute_uv=False)[0]
+    assert abs(other - sigma_max) > 1e-2 * sigma_max
+    w_sn = params['layer']['w'] / state['layer']['sigma']
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(w_sn).reshape(-1, 6), ord=2), 1.0,
+                               rtol=1e-3)
+
+
+def test_spectral_state_only_changes_in_updating_passes():
+  models, z, x, (g_params, g_state), (d_params, d_state) = initialised(
+      'resnet', d_norm='spectral', g_spectral_norm=True)
+  _, same = models.d.apply(d_params, d_state, None, x, update_stats=False)
+  chex.assert_trees_all_equal(same, d_state)
+  _, g_same = models.g.apply(g_params, g_state, None, z, is_training=False)
+  chex.assert_trees_all_equal(g_same, g_state)
+  _, updated = models.d.apply(d_params, d_state, None, x, update_stats=True)
+  chex.assert_trees_all_equal_structs(updated, d_state)
+  for module, leaves in d_state.items():
+    if leaves['u'].size == 1:   # a single output: u = +-1 is already the fixed point
+      continue
+    assert not np.allclose(updated[module]['u'], leaves['u']), module
+    np.testing.assert_allclose(jnp.linalg.norm(updated[module]['u']), 1.0, rtol=1e-5)
+
+
+def test_spectral_state_created_by_non_updating_init():
+  layer = sn_layer(lambda: layers.UpConv(3, spectral_norm=True))
+  x = jnp.ones((1, 2, 2, 2))
+  _, state_a = layer.init(INIT_KEY, x, update_stats=False)
+  params, state_b = layer.init(INIT_KEY, x, update_stats=True)
+  chex.assert_trees_all_equal_structs(state_a, state_b)
+  chex.assert_shape(state_b['up_conv']['u'], (3,))
+  chex.assert_shape(state_b['up_conv']['sigma'], ())
+  _, state_c = layer.apply(params, state_b, None, x, update_stats=True)
+  chex.assert_trees_all_equal_structs(state_b, state_c)
+
+
+# ----------------------------------------------------------------------------- batch / layer norm
+def _cross_example_change(apply_fn, inputs):
+  """Max change of examples 1.. when only example 0 of the input changes."""
+  out = apply_fn(inputs)
+  out2 = apply_fn(inputs.at[0].multiply(3.0))
+  return float(jnp.max(jnp.abs(out[1:] - out2[1:])))
+
+
+@pytest.mark.parametrize('name', ['mlp', 'dcgan'])
+def test_generator_batch_norm_train_vs_eval(name):
+  models, z, _, (g_params, g_state), _ = initialised(name, d_norm='none')
+
+  def run(is_training):
+    return lambda z_: models.g.apply(g_params, g_state, None, z_, is_training=is_training)[0]
+
+  assert _cross_example_change(run(True), z) > 1e-4      # batch statistics
+  assert _cross_example_change(run(False), z) == 0.0     # moving averages
+  _, new_state = models.g.apply(g_params, g_state, None, 2.0 * z, is_training=True)
+  ema_keys = [k for k in g_state if k.startswith('bn_') and k.endswith('_ema')]
+  assert ema_keys
+  for k in ema_keys:   # moving averages advance in training mode only
+    assert new_state[k]['counter'] == g_state[k]['counter'] + 1
+    assert not np.allclose(new_state[k]['average'], g_state[k]['average'])
+  _, eval_state = models.g.apply(g_params, g_state, None, 2.0 * z, is_training=False)
+  chex.assert_trees_all_equal(eval_state, g_state)
+
+  no_bn, _, _, (p, s), _ = initialised(name, d_norm='none', g_batch_norm=False)
+  assert not s
+  assert _cross_example_change(lambda z_: no_bn.g.apply(p, s, None, z_, is_training=True)[0],
+                               z) == 0.0
+
+
+def test_batch_norm_uses_batch_statistics_in_training():
+  bn = hk.transform_with_state(
+      lambda x, is_training: layers.batch_norm(None)(x, is_training=is_training))
+  x = normal((64, 3, 3, 4), loc=5.0, scale=2.0)
+  params, state = bn.init(None, x, is_training=True)
+  y, _ = bn.apply(params, state, None, x, is_training=True)
+  np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2)), 1.0, atol=1e-3)
+  x2 = 2.0 * x + 1.0
+  y_eval, _ = bn.apply(params, state, None, x2, is_training=False)
+  mean = state['batch_norm/~/mean_ema']['average']   # (zero-debiased) moving averages
+  var = state['batch_norm/~/var_ema']['average']
+  np.testing.assert_allclose(y_eval, (x2 - mean) / jnp.sqrt(var + 1e-5), atol=1e-4)
+  assert float(jnp.mean(y_eval)) > 2.0   # not the batch statistics of x2
+
+
+def test_cross_replica_batch_norm_uses_the_global_batch():
+  plain, z, _, (g_params, g_state), _ = initialised('mlp', d_norm='none')
+  synced = build_models(model_config(), data_shape=(2,), bn_axis_name='replica')
+  z_split = z.reshape(2, B // 2, -1)   # two replicas of B / 2 examples
+
+  def per_replica(models):
+    fn = lambda z_: models.g.apply(g_params, g_state, None, z_, is_training=True)[0]
+    return jax.vmap(fn, axis_name='replica')(z_split).reshape(B, -1)
+
+  full, _ = plain.g.apply(g_params, g_state, None, z, is_training=True)
+  np.testing.assert_allclose(per_replica(synced), full, atol=1e-5)
+  assert not np.allclose(per_replica(plain), full, atol=1e-3)
+
+
+@pytest.mark.parametrize('name', ['mlp', 'dcgan', 'resnet'])
+def test_layer_norm_critic_is_per_example(name):
+  models, _, x, _, (d_params, d_state) = initialised(name, d_norm='layer')
+  d = lambda x_: models.d.apply(d_params, d_state, None, x_, update_stats=True)[0]
+  assert _cross_example_change(d, x) == 0.0
+
+
+def test_layer_norm_dcgan_critic_is_scale_invariant_at_init():
+  # Zero biases at init: conv(a x) = a conv(x), and LayerNorm removes the scale a > 0.
+  scores = {}
+  for d_norm in ('layer', 'none'):
+    models, _, x, _, (d_params, d_state) = initialised('dcgan', d_norm=d_norm)
+    d = lambda x_: models.d.apply(d_params, d_state, None, x_, update_stats=False)[0]
+    scores[d_norm] = (d(x), d(3.0 * x))
+  np.testing.assert_allclose(*scores['layer'], rtol=1e-3, atol=1e-4)
+  assert not np.allclose(*scores['none'], rtol=1e-2)
+
+
+def test_layer_norm_normalises_over_h_w_c():
+  ln = hk.transform(lambda x: layers.LayerNorm()(x))
+  x = 3.0 + normal((2, 4, 4, 5)) * jnp.arange(1.0, 6.0)
+  params = ln.init(None, x)
+  chex.assert_shape(params['layer_norm']['scale'], (5,))
+  y = ln.apply(params, None, x)
+  np.testing.assert_allclose(jnp.mean(y, axis=(1, 2, 3)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(jnp.std(y, axis=(1, 2, 3)), 1.0, atol=1e-3)
+  assert float(jnp.std(jnp.std(y, axis=(1, 2)))) > 0.1  # not per channel
+
+
+# ----------------------------------------------------------------------------- registry, config
+def test_registry_and_unknown_model_name():
+  assert set(MODELS) == {'mlp', 'dcgan', 'resnet'}
+  with pytest.raises(ConfigError, match='resnet'):
+    build_models(model_config(name='vgg'), data_shape=(2,))
+
+
+@pytest.mark.parametrize('overrides, data_shape, match', [
+    (dict(name='dcgan', d_norm='batch'), SMALL_IMAGE, 'd_norm must be one of'),
+    (dict(name='resnet'), (12, 12, 3), 'multiple of 8'),
+    (dict(name='dcgan'), (2,), r'data_shape \(H, W, C\)'),
+    (dict(name='dcgan', activation='tanh'), SMALL_IMAGE, 'only supported by model mlp'),
+    (dict(name='mlp', activation='elu'), (2,), 'activation must be one of'),
+    (dict(name='mlp', mlp_hidden=0), (2,), 'mlp_hidden must be a positive integer'),
+    (dict(name='mlp', g_batch_norm='yes'), (2,), 'g_batch_norm must be true or false'),
+    (dict(name='resnet', z_dim=0), SMALL_IMAGE, 'z_dim'),
+])
+def test_invalid_configs_raise_config_error(overrides, data_shape, match):
+  with pytest.raises(ConfigError, match=match):
+    build_models(model_config(**overrides), data_shape=data_shape)
+
+
+def test_config_dict_is_accepted():
+  ml_collections = pytest.importorskip('ml_collections')
+  cfg = ml_collections.ConfigDict(vars(model_config(name='resnet', z_dim=8)))
+  models = build_models(cfg, data_shape=(8, 8, 1))
+  assert models.z_dim == 8
+
+
+# ----------------------------------------------------------------------------- parameter counts
+def conv_params(k, c_in, c_out):
+  return k * k * c_in * c_out + c_out
+
+
+def dcgan_counts(z_dim=128, ch=64, d_ch=64, c=3, bottom=4):
+  g = (z_dim + 1) * bottom * bottom * 8 * ch + 2 * 8 * ch          # dense + BN
+  for c_in, c_out in ((8 * ch, 4 * ch), (4 * ch, 2 * ch), (2 * ch, ch)):
+    g += conv_params(4, c_in, c_out) + 2 * c_out                     # up-conv + BN
+  g += conv_params(3, ch, c)
+  d, c_in = 0, c
+  for k, _, mult in ((3, 1, 1), (4, 2, 1), (3, 1, 2), (4, 2, 2), (3, 1, 4), (4, 2, 4), (3, 1, 8)):
+    d += conv_params(k, c_in, mult * d_ch)
+    c_in = mult * d_ch
+  d += bottom * bottom * c_in + 1
+  return g, d
+
+
+def resnet_counts(z_dim=128, ch=256, d_ch=128, c=3, bottom=4):
+  block_up = 2 * ch + conv_params(3, ch, ch) + 2 * ch + conv_params(3, ch, ch) \
+      + conv_params(1, ch, ch)
+  g = (z_dim + 1) * bottom * bottom * ch + 3 * block_up + 2 * ch + conv_params(3, ch, c)
+  d = (conv_params(3, c, d_ch) + conv_params(3, d_ch, d_ch) + conv_params(1, c, d_ch)  # opt.
+       + 2 * conv_params(3, d_ch, d_ch) + conv_params(1, d_ch, d_ch)                  # down
+       + 2 * 2 * conv_params(3, d_ch, d_ch)                                           # 2 plain
+       + d_ch + 1)                                                                     # dense
+  return g, d
+
+
+@pytest.mark.parametrize('name, widths, expected', [
+    ('dcgan', dict(g_ch=64, d_ch=64), (3_813_379, 2_935_873)),
+    ('resnet', dict(g_ch=256, d_ch=128), (4_276_739, 1_053_825)),
+])
+def test_full_size_parameter_counts(name, widths, expected):
+  counts = dcgan_counts() if name == 'dcgan' else resnet_counts()
+  assert counts == expected   # the formula and the hand count agree
+  models = build_models(model_config(name=name, z_dim=128, d_norm='spectral', **widths),
+                        data_shape=(32, 32, 3))
+  key = jax.random.PRNGKey(0)
+  g_params, _ = jax.eval_shape(functools.partial(models.g.init, is_training=True), key,
+                               jax.ShapeDtypeStruct((2, 128), jnp.float32))
+  d_params, d_state = jax.eval_shape(functools.partial(models.d.init, update_stats=True), key,
+                                     jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
+  assert (n_params(g_params), n_params(d_params)) == expected
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((g_params, d_params)))
+  n_sn_layers = 7 + 1 if name == 'dcgan' else 3 + 3 + 2 * 2 + 1   # convs + dense
+  assert len(d_state) == n_sn_layers

@@ -1,0 +1,1 @@
+"""wgan_jax: the Wasserstein-GAN family in functional JAX."""

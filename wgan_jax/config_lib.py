@@ -1,0 +1,170 @@
+"""Shared config defaults, the `get_config(arg)` argument grammar, and validation.
+
+Every file in configs/ starts from `base_config()`, so every key below exists in every
+config and a variant is a one-line swap (`--config.loss=hinge`). The argument after the
+colon in `--config=configs/sngan.py:ARG` is a comma-separated list of tokens:
+  a dataset name    cifar10, mnist, ... or a built-in 2-D one (gaussians8, ...), which also
+                    switches to the toy MLP and the file's toy recipe
+  a flag            file-specific (e.g. `cnn`), plus `smoke` everywhere: a tiny, fast run
+  key=value         file-specific settings (e.g. `setting=C`)
+"""
+import dataclasses
+from typing import Iterable, Optional
+
+import ml_collections
+
+from wgan_jax.errors import ConfigError
+
+TOY_DATASETS = ('gaussians8', 'gaussians25', 'swissroll', 'parallel_lines')
+IMAGE_DATASETS = ('cifar10', 'mnist', 'fashion_mnist', 'celeb_a', 'stl10')
+LOSS_NAMES = ('minimax', 'non_saturating', 'wasserstein', 'hinge', 'least_squares',
+              'f_kl', 'f_reverse_kl', 'f_pearson', 'f_neyman', 'f_hellinger', 'f_jeffrey',
+              'f_jensen_shannon', 'f_gan', 'f_total_variation')
+LIPSCHITZ_METHODS = ('none', 'clip', 'gp', 'r1', 'spectral')
+MODEL_NAMES = ('mlp', 'dcgan', 'resnet')
+D_NORMS = ('none', 'spectral', 'layer')
+ACTIVATIONS = ('relu', 'tanh')
+OPTIMIZER_NAMES = ('adam', 'rmsprop', 'sgd')
+SCHEDULE_NAMES = ('constant', 'linear')
+STRATEGIES = ('single', 'pmap', 'jit')
+
+
+def optimizer_config(name='adam', lr=1e-4, b1=0.0, b2=0.9, eps=1e-8, schedule='constant'):
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, eps=eps,
+                                        schedule=schedule))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every config file (WGAN-GP-like; each file sets its recipe)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 100_000           # generator updates
+  c.batch_size = 64                 # global critic batch (real and fake each)
+  c.g_batch_size = 0                # generator-update batch; 0: same as batch_size
+  c.n_critic = 5
+  c.loss = 'wasserstein'
+  c.ema_decay = 0.0                 # EMA of generator weights; 0 disables
+  c.lipschitz = ml_collections.ConfigDict(dict(
+      method='gp', clip_value=0.01, gp_weight=10.0, gp_one_sided=False, gp_target=1.0,
+      r1_gamma=10.0))
+  c.optim = ml_collections.ConfigDict(dict(g=optimizer_config(), d=optimizer_config()))
+  c.data = ml_collections.ConfigDict(dict(name='cifar10', split='train', data_dir=''))
+  c.model = ml_collections.ConfigDict(dict(
+      name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
+      g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3))
+  c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
+  c.log_every_steps = 100
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  c.parallel = ml_collections.ConfigDict(dict(strategy='single'))
+  return c
+
+
+@dataclasses.dataclass
+class Arg:
+  """A parsed `get_config` argument."""
+  dataset: Optional[str] = None
+  flags: set = dataclasses.field(default_factory=set)
+  values: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def toy(self) -> bool:
+    return self.dataset in TOY_DATASETS
+
+
+def parse_arg(arg: Optional[str], *, flags: Iterable[str] = (),
+              keys: Iterable[str] = ()) -> Arg:
+  """Parses 'tok1,tok2,key=value' against the file's `flags` and `keys` (+ datasets, smoke)."""
+  flags, keys = set(flags) | {'smoke'}, set(keys)
+  out = Arg()
+  for token in filter(None, (t.strip() for t in (arg or '').split(','))):
+    if '=' in token:
+      key, value = token.split('=', 1)
+      if key not in keys:
+        raise ConfigError(f'unknown config argument key {key!r} in {arg!r}; valid keys: '
+                          f'{", ".join(sorted(keys)) or "none"}')
+      out.values[key] = value
+    elif token in TOY_DATASETS + IMAGE_DATASETS:
+      out.dataset = token
+    elif token in flags:
+      out.flags.add(token)
+    else:
+      valid = ', '.join(sorted(flags) + list(TOY_DATASETS + IMAGE_DATASETS))
+      raise ConfigError(f'unknown config argument {token!r} in {arg!r}; valid: {valid}')
+  return out
+
+
+def use_toy_mlp(c: ml_collections.ConfigDict, dataset: str) -> None:
+  """Switches a config to a built-in 2-D dataset and gan_toy.py's MLP (3 x 512 ReLU)."""
+  c.data.name = dataset
+  c.model.update(name='mlp', z_dim=2, g_batch_norm=False, mlp_hidden=512, mlp_layers=3)
+  c.log_every_steps = 100
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 500
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """`smoke`: a few steps of tiny models, for tests and a first look at a config."""
+  c.total_steps = 4
+  c.batch_size = 16
+  c.g_batch_size = 0
+  c.n_critic = min(c.n_critic, 2)
+  c.model.update(g_ch=16, d_ch=16, mlp_hidden=32)
+  c.eval.update(num_samples=128, num_images=16)
+  c.log_every_steps = 1
+  c.eval_every_steps = 2
+  c.checkpoint_every_steps = 2
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def _check_name(value, valid, key: str) -> None:
+  _check(value in valid, f'unknown {key} {value!r}; valid: {", ".join(valid)}')
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError (one line: the key, the value, what is valid) on a bad config."""
+  _check_name(c.loss, LOSS_NAMES, 'loss')
+  _check_name(c.lipschitz.method, LIPSCHITZ_METHODS, 'lipschitz.method')
+  _check_name(c.model.name, MODEL_NAMES, 'model.name')
+  _check_name(c.model.d_norm, D_NORMS, 'model.d_norm')
+  _check_name(c.model.activation, ACTIVATIONS, 'model.activation')
+  _check_name(c.data.name, TOY_DATASETS + IMAGE_DATASETS, 'data.name')
+  _check_name(c.parallel.strategy, STRATEGIES, 'parallel.strategy')
+  for player in ('g', 'd'):
+    o = c.optim[player]
+    _check_name(o.name, OPTIMIZER_NAMES, f'optim.{player}.name')
+    _check_name(o.schedule, SCHEDULE_NAMES, f'optim.{player}.schedule')
+    _check(o.lr >= 0, f'optim.{player}.lr must be >= 0, got {o.lr}')
+    _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1,
+           f'optim.{player}.b1 and b2 must be in [0, 1), got {o.b1}, {o.b2}')
+    _check(o.eps > 0, f'optim.{player}.eps must be > 0, got {o.eps}')
+  for key in ('total_steps', 'batch_size', 'n_critic', 'log_every_steps',
+              'eval_every_steps', 'checkpoint_every_steps'):
+    _check(c[key] >= 1, f'{key} must be >= 1, got {c[key]}')
+  _check(c.g_batch_size >= 0, f'g_batch_size must be >= 0 (0: batch_size), got {c.g_batch_size}')
+  _check(c.lipschitz.clip_value > 0,
+         f'lipschitz.clip_value must be > 0, got {c.lipschitz.clip_value}')
+  _check(c.lipschitz.gp_weight >= 0,
+         f'lipschitz.gp_weight must be >= 0, got {c.lipschitz.gp_weight}')
+  _check(c.lipschitz.r1_gamma >= 0,
+         f'lipschitz.r1_gamma must be >= 0, got {c.lipschitz.r1_gamma}')
+  _check(0 <= c.ema_decay < 1, f'ema_decay must be in [0, 1) (0 disables), got {c.ema_decay}')
+  _check(c.model.z_dim >= 1, f'model.z_dim must be >= 1, got {c.model.z_dim}')
+  _check(c.eval.num_samples >= 2, f'eval.num_samples must be >= 2, got {c.eval.num_samples}')
+  if c.lipschitz.method == 'spectral':
+    _check(c.model.d_norm in ('none', 'spectral'),
+           f'lipschitz.method spectral normalises the critic; model.d_norm must be none or '
+           f'spectral, got {c.model.d_norm!r}')
+
+
+def critic_norm(c: ml_collections.ConfigDict) -> str:
+  """The critic's normalisation: 'spectral' whenever lipschitz.method is spectral."""
+  return 'spectral' if c.lipschitz.method == 'spectral' else c.model.d_norm
+
+
+def g_batch_size(c: ml_collections.ConfigDict) -> int:
+  return c.g_batch_size or c.batch_size

@@ -1,0 +1,52 @@
+"""Data sources: built-in 2-D distributions and tensorflow-datasets images, one interface.
+
+A source's batches are a pure function of (seed, step): `batches(step, shape)` returns the
+real examples of generator step `step` (shape = (n_critic, global batch)), so the data
+position of a run is its step and a resumed run reads exactly the same examples. In a
+multi-process run each process gets only its slice of the global batch axis.
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from wgan_jax import config_lib
+from wgan_jax.data import toy
+
+
+class ToySource:
+  """A built-in 2-D distribution (wgan_jax.data.toy)."""
+
+  def __init__(self, name: str, *, seed: int, process_index: int = 0, process_count: int = 1):
+    self.name = name
+    self.spec = toy.get_toy(name)
+    self.seed = seed
+    self.process_index, self.process_count = process_index, process_count
+    self.data_shape = (2,)
+    self.num_classes = self.spec.num_classes
+    self.is_toy = True
+
+  def batches(self, step: int, *, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    x, labels = toy.toy_batches(self.name, seed=self.seed, step=step, shape=shape)
+    return _process_slice(x, labels, self.process_index, self.process_count, axis=len(shape) - 1)
+
+  def eval_real(self, n: int, *, index: int) -> np.ndarray:
+    return toy.toy_eval_samples(self.name, seed=self.seed, n=n, index=index)
+
+
+def _process_slice(x, labels, index: int, count: int, *, axis: int):
+  if count == 1:
+    return x, labels
+  n = x.shape[axis] // count
+  sl = (slice(None),) * axis + (slice(index * n, (index + 1) * n),)
+  return x[sl], labels[sl]
+
+
+def make_source(data_config, *, seed: int, process_index: int = 0, process_count: int = 1):
+  """The source named by `config.data.name`; raises ConfigError / DataError on bad input."""
+  if data_config.name in config_lib.TOY_DATASETS:
+    return ToySource(data_config.name, seed=seed, process_index=process_index,
+                     process_count=process_count)
+  from wgan_jax.data import images  # tfds is imported only for image data
+  return images.ImageSource(data_config.name, split=data_config.split,
+                            data_dir=data_config.data_dir or None, seed=seed,
+                            process_index=process_index, process_count=process_count)

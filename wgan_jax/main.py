@@ -1,0 +1,23 @@
+"""python -m wgan_jax.main --config=configs/<file>.py[:arg] --workdir=DIR [--config.key=value]"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from wgan_jax import cli
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:arg].', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for metrics, samples, checkpoints.')
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)  # library chatter off; --verbosity=0 for INFO logs
+  config = cli.config_from_flag(_CONFIG)
+  if not _WORKDIR.value:
+    cli.fail('--workdir is required, e.g. --workdir=runs/wgan_gp_gaussians8')
+  from wgan_jax import train  # after flag checks: jax import cost only for real runs
+  cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,62 @@
+"""Metrics out: metrics.jsonl, TensorBoard event files and a progress line on stdout."""
+import json
+import math
+import os
+import time
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+def _format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+class MetricWriter:
+  """Appends one JSON object per logged step; only the chief process writes."""
+
+  PROGRESS_KEYS = ('d_loss', 'g_loss', 'critic_gap', 'penalty', 'eval/w1', 'eval/modes_covered')
+
+  def __init__(self, workdir: str, *, total_steps: int, enabled: bool = True):
+    self.enabled = enabled
+    self.total_steps = total_steps
+    self._tb = None
+    self._file = None
+    if enabled:
+      self._file = open(os.path.join(workdir, METRICS_FILE), 'a')
+      from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+    self._t0 = self._step0 = None
+
+  def start(self, step: int) -> None:
+    self._t0, self._step0 = time.perf_counter(), step
+
+  def write(self, step: int, metrics: dict) -> dict:
+    """Writes `metrics` of generator step `step`; returns the record written."""
+    record = {'step': int(step), **metrics}
+    if not self.enabled:
+      return record
+    now = time.perf_counter()
+    elapsed = now - self._t0
+    # The rate over the interval since the last record (the first includes compilation).
+    rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else float('nan')
+    self._t0, self._step0 = now, step
+    record['steps_per_sec'] = rate
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    for key, value in metrics.items():
+      self._tb.add_scalar(key, value, step)
+    shown = '  '.join(f'{k} {metrics[k]:.4g}' for k in self.PROGRESS_KEYS if k in metrics)
+    eta = (self.total_steps - step) / rate if rate > 0 else float('inf')
+    print(f'step {step}/{self.total_steps}  {shown}  |  {rate:.2f} steps/s  '
+          f'ETA {_format_duration(eta)}', flush=True)
+    return record
+
+  def close(self) -> None:
+    if self.enabled:
+      self._file.close()
+      self._tb.close()

@@ -1,0 +1,84 @@
+"""The SNGAN "standard CNN" (Miyato et al. 2018, Table 3), generic in the image size S.
+
+For images [S, S, C] with S a multiple of 8 (bottom width S // 8; 4 for CIFAR-10) and base
+widths g_ch (default 64) and d_ch (default 64):
+
+Generator: z [B, z_dim] -> Dense(bw * bw * 8 g_ch) -> reshape [B, bw, bw, 8 g_ch] -> BN ReLU
+  -> UpConv 4 g_ch -> BN ReLU -> UpConv 2 g_ch -> BN ReLU -> UpConv g_ch -> BN ReLU
+  -> Conv3x3 C -> tanh. (BN only with g_batch_norm; UpConv = ConvTranspose 4x4 / 2, pad 1.)
+Critic (leaky ReLU 0.1 after every conv): conv3x3 d_ch, conv4x4/2 d_ch, conv3x3 2 d_ch,
+  conv4x4/2 2 d_ch, conv3x3 4 d_ch, conv4x4/2 4 d_ch, conv3x3 8 d_ch -> flatten -> Dense 1.
+  Strided 4x4 convs pad by 1 on each side (S -> S / 2 exactly), 3x3 convs are 'SAME'.
+  d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm after every conv,
+  before its activation.
+"""
+from typing import Callable, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from wgan_jax.models import layers
+
+# (kernel, stride, width multiplier of d_ch) per critic conv (Miyato et al., Table 3b).
+CRITIC_CONVS = ((3, 1, 1), (4, 2, 1), (3, 1, 2), (4, 2, 2), (3, 1, 4), (4, 2, 4), (3, 1, 8))
+# Width multipliers of g_ch: the dense layer's output, then the three up-convs.
+G_WIDTHS = (8, 4, 2, 1)
+STRIDED_PADDING = ((1, 1), (1, 1))
+
+
+def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
+                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], is_training) -> x [B, H, W, C] in [-1, 1]."""
+  h_img, w_img, c_img = layers.check_image_shape(data_shape, 'dcgan')
+  bh, bw = h_img // 8, w_img // 8
+
+  def bn_relu(h, name, is_training):
+    if g_batch_norm:
+      h = layers.batch_norm(bn_axis_name, name=name)(h, is_training=is_training)
+    return jax.nn.relu(h)
+
+  def g(z: jax.Array, is_training: bool) -> jax.Array:
+    width = G_WIDTHS[0] * g_ch
+    h = layers.Dense(bh * bw * width, spectral_norm=g_spectral_norm,
+                     name='dense_in')(z, update_stats=is_training)
+    h = bn_relu(h.reshape(-1, bh, bw, width), 'bn_0', is_training)
+    for i, mult in enumerate(G_WIDTHS[1:], start=1):
+      h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm,
+                        name=f'upconv_{i}')(h, update_stats=is_training)
+      h = bn_relu(h, f'bn_{i}', is_training)
+    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
+                      name='conv_out')(h, update_stats=is_training)
+    return jnp.tanh(x)
+
+  return g
+
+
+def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str) -> Callable:
+  """The critic's haiku function d(x [B, H, W, C], update_stats) -> scores [B]."""
+  layers.check_image_shape(data_shape, 'dcgan')
+  sn = d_norm == 'spectral'
+
+  def d(x: jax.Array, update_stats: bool) -> jax.Array:
+    h = x
+    for i, (k, stride, mult) in enumerate(CRITIC_CONVS):
+      padding = 'SAME' if stride == 1 else STRIDED_PADDING
+      h = layers.Conv2D(mult * d_ch, k, stride=stride, padding=padding, spectral_norm=sn,
+                        name=f'conv_{i}')(h, update_stats=update_stats)
+      if d_norm == 'layer':
+        h = layers.LayerNorm(name=f'ln_{i}')(h)
+      h = layers.leaky_relu(h)
+    h = h.reshape(h.shape[0], -1)
+    scores = layers.Dense(1, spectral_norm=sn, name='dense_out')(h, update_stats=update_stats)
+    return jnp.squeeze(scores, axis=-1).astype(jnp.float32)
+
+  return d
+
+
+def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
+             g_spectral_norm: bool, d_norm: str,
+             bn_axis_name: Optional[str] = None) -> Tuple[Callable, Callable]:
+  """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state."""
+  g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
+                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name)
+  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm)
+  return g, d

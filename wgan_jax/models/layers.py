@@ -1,0 +1,271 @@
+"""Haiku layers shared by the generators and critics.
+
+Shape glossary:
+  B            batch size
+  H, W, C      image height, width, channels (NHWC layout everywhere)
+  c_in, c_out  input / output channels of a layer
+  w            a weight: dense [c_in, c_out]; conv kernel [kh, kw, c_in, c_out]
+  u            a weight's power-iteration vector, [c_out]
+
+Spectral normalisation (Miyato et al. 2018) is a flag on `Dense`, `Conv2D` and `UpConv`
+rather than a wrapper module: the layer keeps state `u` [c_out] and `sigma` [] and calls
+`wgan_jax.lipschitz.spectral_normalize`. One power iteration runs (and the state is written)
+only when the layer is called with `update_stats=True`; every other pass uses the stored `u`
+and leaves the state bit-identical. Both state entries are created at init whatever the flag,
+so the state tree has one structure from init on.
+
+`UpConv` is PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1) computed as one 3x3
+convolution followed by depth-to-space (the sub-pixel formulation): XLA:CPU differentiates
+transposed convolutions about 15x more slowly, and no transposed convolution is used here.
+"""
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wgan_jax import lipschitz
+from wgan_jax.errors import ConfigError
+
+Initializer = Callable[[Sequence[int], jnp.dtype], jax.Array]
+Padding = Union[str, int, Sequence[Tuple[int, int]]]
+
+# Glorot (Xavier) uniform, the Chainer SNGAN code's default for every layer.
+GLOROT_UNIFORM = hk.initializers.VarianceScaling(1.0, 'fan_avg', 'uniform')
+# 'he' uniform, std sqrt(2 / fan_in): gan_toy.py's hidden layers.
+HE_UNIFORM = hk.initializers.VarianceScaling(2.0, 'fan_in', 'uniform')
+
+ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh}
+D_NORMS = ('none', 'spectral', 'layer')
+CONV_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+# Negative slope of the SNGAN standard-CNN critic's leaky ReLU (Miyato et al., Table 3).
+LEAKY_SLOPE = 0.1
+
+
+# ----------------------------------------------------------------------------- spectral norm
+# Jitted once per weight shape: outside an enclosing jit (eager debugging, tests) the power
+# iteration's fori_loop would otherwise be traced and compiled again at every call.
+_spectral_normalize = jax.jit(lipschitz.spectral_normalize, static_argnames='n_iters')
+
+
+def _unit_normal(shape, dtype):
+  """A random unit-norm vector (the initial power-iteration vector u)."""
+  v = jax.random.normal(hk.next_rng_key(), shape, dtype)
+  return v / jnp.linalg.norm(v)
+
+
+def spectral_weight(w: jax.Array, *, update_stats: bool) -> jax.Array:
+  """w / sigma(w) with the calling module's persistent state `u` [c_out] and `sigma` [].
+
+  Must be called inside a module's __call__. `sigma` is kept for monitoring only: the
+  normalised weight always uses sigma = ||W u|| recomputed from the (possibly updated) u.
+
+  Args:
+    w: weight [..., c_out]; reshaped to [prod(...), c_out] (kh * kw * c_in rows for kernels).
+    update_stats: run one power iteration and store the new u and sigma; otherwise use the
+      stored u and write nothing.
+  Returns:
+    The spectrally normalised weight, same shape and dtype as w.
+  """
+  u = hk.get_state('u', [w.shape[-1]], jnp.float32, init=_unit_normal)
+  hk.get_state('sigma', [], jnp.float32, init=jnp.ones)
+  out = _spectral_normalize(w, u, n_iters=1 if update_stats else 0)
+  if update_stats:
+    hk.set_state('u', out.u)
+    hk.set_state('sigma', out.sigma)
+  return out.w_sn
+
+
+def _maybe_spectral(w, *, spectral_norm: bool, update_stats: bool):
+  return spectral_weight(w, update_stats=update_stats) if spectral_norm else w
+
+
+# ----------------------------------------------------------------------------- layers
+class Dense(hk.Module):
+  """y = x @ w + b with w [c_in, c_out], optionally spectrally normalised."""
+
+  def __init__(self, output_size: int, *, spectral_norm: bool = False,
+               with_bias: bool = True, w_init: Optional[Initializer] = None,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.output_size = output_size
+    self.spectral_norm = spectral_norm
+    self.with_bias = with_bias
+    self.w_init = w_init or GLOROT_UNIFORM
+
+  def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
+    """x [..., c_in] -> [..., c_out]; update_stats: advance the power iteration."""
+    w = hk.get_parameter('w', [x.shape[-1], self.output_size], jnp.float32, init=self.w_init)
+    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
+    y = jnp.dot(x, w)
+    if self.with_bias:
+      y = y + hk.get_parameter('b', [self.output_size], jnp.float32, init=jnp.zeros)
+    return y
+
+
+def _explicit_padding(padding: Padding):
+  """'SAME' / 'VALID' unchanged; an int p -> ((p, p), (p, p)); pairs unchanged."""
+  if isinstance(padding, str):
+    return padding
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  return tuple(tuple(p) for p in padding)
+
+
+def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'SAME'):
+  """Cross-correlation of x [B, H, W, c_in] with w [kh, kw, c_in, c_out] (NHWC / HWIO)."""
+  return jax.lax.conv_general_dilated(
+      x, w, window_strides=(stride, stride), padding=_explicit_padding(padding),
+      dimension_numbers=CONV_DIMENSIONS)
+
+
+class Conv2D(hk.Module):
+  """2-D convolution with kernel w [k, k, c_in, c_out], optionally spectrally normalised."""
+
+  def __init__(self, output_channels: int, kernel_shape: int, *, stride: int = 1,
+               padding: Padding = 'SAME', spectral_norm: bool = False,
+               with_bias: bool = True, w_init: Optional[Initializer] = None,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.output_channels = output_channels
+    self.kernel_shape = kernel_shape
+    self.stride = stride
+    self.padding = padding
+    self.spectral_norm = spectral_norm
+    self.with_bias = with_bias
+    self.w_init = w_init or GLOROT_UNIFORM
+
+  def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
+    """x [B, H, W, c_in] -> [B, H', W', c_out]; update_stats: advance the power iteration."""
+    k = self.kernel_shape
+    w = hk.get_parameter('w', [k, k, x.shape[-1], self.output_channels], jnp.float32,
+                         init=self.w_init)
+    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
+    y = conv2d(x, w, stride=self.stride, padding=self.padding)
+    if self.with_bias:
+      y = y + hk.get_parameter('b', [self.output_channels], jnp.float32, init=jnp.zeros)
+    return y
+
+
+# ----------------------------------------------------------------------------- sub-pixel up-conv
+def _phase_taps() -> np.ndarray:
+  """S [2, 3, 4]: S[r, d, k] = 1 where output phase r reads tap k at input offset d - 1.
+
+  ConvTranspose(kernel 4, stride 2, padding 1), per axis: y[o] = sum over o = 2 i - 1 + k of
+  x[i] w[k]. For o = 2 m:     k odd,  y[2m]     = x[m - 1] w3 + x[m] w1   -> taps [w3, w1, 0];
+  for o = 2 m + 1: k even, y[2m + 1] = x[m] w2 + x[m + 1] w0   -> taps [0, w2, w0]
+  at input offsets (-1, 0, +1).
+  """
+  s = np.zeros((2, 3, 4), np.float32)
+  s[0, 0, 3] = s[0, 1, 1] = 1.0
+  s[1, 1, 2] = s[1, 2, 0] = 1.0
+  return s
+
+
+def subpixel_kernel(w: jax.Array) -> jax.Array:
+  """The 3x3 kernel [3, 3, c_in, 4 * c_out] equivalent to the up-conv kernel w [4, 4, c_in, c_out].
+
+  Output channel index (ry * 2 + rx) * c_out + c, the layout `depth_to_space2x` expects.
+  """
+  s = jnp.asarray(_phase_taps(), w.dtype)
+  k = jnp.einsum('aym,bxn,mnio->yxiabo', s, s, w)
+  return k.reshape(3, 3, w.shape[2], 4 * w.shape[3])
+
+
+def depth_to_space2x(x: jax.Array) -> jax.Array:
+  """[B, H, W, (2, 2, C)] -> [B, 2H, 2W, C]: channel block (ry, rx) fills pixel (2h+ry, 2w+rx)."""
+  b, h, w, c4 = x.shape
+  c = c4 // 4
+  x = x.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def upconv2x(x: jax.Array, w: jax.Array) -> jax.Array:
+  """ConvTranspose2d(kernel 4, stride 2, padding 1) of x [B, H, W, c_in] -> [B, 2H, 2W, c_out].
+
+  w [4, 4, c_in, c_out] is indexed like PyTorch's weight[c_in, c_out, kh, kw] (not flipped).
+  """
+  return depth_to_space2x(conv2d(x, subpixel_kernel(w), padding='SAME'))
+
+
+class UpConv(hk.Module):
+  """PyTorch ConvTranspose2d(c_in, c_out, 4, stride 2, padding 1), via a sub-pixel 3x3 conv."""
+
+  def __init__(self, output_channels: int, *, spectral_norm: bool = False,
+               with_bias: bool = True, w_init: Optional[Initializer] = None,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.output_channels = output_channels
+    self.spectral_norm = spectral_norm
+    self.with_bias = with_bias
+    self.w_init = w_init or GLOROT_UNIFORM
+
+  def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
+    """x [B, H, W, c_in] -> [B, 2H, 2W, c_out]; update_stats: advance the power iteration."""
+    w = hk.get_parameter('w', [4, 4, x.shape[-1], self.output_channels], jnp.float32,
+                         init=self.w_init)
+    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
+    y = upconv2x(x, w)
+    if self.with_bias:
+      y = y + hk.get_parameter('b', [self.output_channels], jnp.float32, init=jnp.zeros)
+    return y
+
+
+# ----------------------------------------------------------------------------- normalisation
+class LayerNorm(hk.Module):
+  """Per-example normalisation over all non-batch axes, learnable per-channel scale / offset.
+
+  Images [B, H, W, C] are normalised over (H, W, C), dense features [B, F] over F, as in the
+  WGAN-GP critics (Gulrajani et al. 2017, tflib layernorm); scale and offset are [C] / [F].
+  No statistic couples the examples of a batch.
+  """
+
+  def __init__(self, eps: float = 1e-5, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    axes = tuple(range(1, x.ndim))
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    scale = hk.get_parameter('scale', [x.shape[-1]], jnp.float32, init=jnp.ones)
+    offset = hk.get_parameter('offset', [x.shape[-1]], jnp.float32, init=jnp.zeros)
+    return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + offset
+
+
+def batch_norm(bn_axis_name: Optional[str], name: Optional[str] = None) -> hk.BatchNorm:
+  """The generator's batch norm (decay 0.9, learnable scale / offset, optional cross-replica)."""
+  return hk.BatchNorm(create_scale=True, create_offset=True, decay_rate=0.9,
+                      cross_replica_axis=bn_axis_name, name=name)
+
+
+# ----------------------------------------------------------------------------- resampling
+def upsample_nearest2x(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour upsampling [B, H, W, C] -> [B, 2H, 2W, C]."""
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def avg_pool2x(x: jax.Array) -> jax.Array:
+  """2x2 average pooling with stride 2, [B, H, W, C] -> [B, H/2, W/2, C]."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  return jax.nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+# ----------------------------------------------------------------------------- shape checks
+def check_image_shape(data_shape: Sequence[int], model: str) -> Tuple[int, int, int]:
+  """(H, W, C) of an image shape whose sides are multiples of 8; ConfigError otherwise."""
+  shape = tuple(data_shape)
+  if len(shape) != 3 or min(shape) < 1:
+    raise ConfigError(f'model {model!r} needs image data_shape (H, W, C), got {shape}')
+  h, w, c = shape
+  if h % 8 or w % 8:
+    raise ConfigError(f'model {model!r} needs an image size that is a multiple of 8, '
+                      f'got {h}x{w}')
+  return h, w, c

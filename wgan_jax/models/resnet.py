@@ -1,0 +1,153 @@
+"""The SNGAN / WGAN-GP CIFAR ResNet (Miyato et al. 2018, Table 4; Gulrajani et al. 2017).
+
+For images [S, S, C] with S a multiple of 8 (bottom width S // 8; 4 for CIFAR-10):
+
+Generator (width g_ch, 256 in the papers): z -> Dense(bw * bw * g_ch) -> reshape
+  -> 3 x BlockUp(g_ch) -> BN ReLU -> conv3x3 C -> tanh.
+  BlockUp: main BN ReLU upsample2x conv3x3 BN ReLU conv3x3; shortcut upsample2x conv1x1.
+Critic (width d_ch, 128 in the papers): OptimizedBlock -> BlockDown -> Block -> Block -> ReLU
+  -> global sum pool over (H, W) -> Dense 1.
+  OptimizedBlock: main conv3x3 ReLU conv3x3 avgpool2; shortcut avgpool2 conv1x1.
+  BlockDown:      main ReLU conv3x3 ReLU conv3x3 avgpool2; shortcut conv1x1 avgpool2.
+  Block:          main ReLU conv3x3 ReLU conv3x3; identity shortcut.
+  d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm before each ReLU
+  inside the critic's blocks (WGAN-GP's ResNet critic), not before the final ReLU.
+
+1x1 shortcut convolutions commute with nearest upsampling and with average pooling, so
+they run at the lower resolution (4x fewer FLOPs, the same function).
+BN only with g_batch_norm.
+"""
+from typing import Callable, Optional, Sequence, Tuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from wgan_jax.models import layers
+
+N_G_BLOCKS = 3
+N_D_PLAIN_BLOCKS = 2
+
+
+class BlockUp(hk.Module):
+  """Generator residual block that doubles H and W."""
+
+  def __init__(self, channels: int, *, batch_norm: bool, spectral_norm: bool,
+               bn_axis_name: Optional[str] = None, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.channels = channels
+    self.batch_norm = batch_norm
+    self.spectral_norm = spectral_norm
+    self.bn_axis_name = bn_axis_name
+
+  def _bn_relu(self, h, name, is_training):
+    if self.batch_norm:
+      h = layers.batch_norm(self.bn_axis_name, name=name)(h, is_training=is_training)
+    return jax.nn.relu(h)
+
+  def __call__(self, x: jax.Array, *, is_training: bool) -> jax.Array:
+    """x [B, H, W, c_in] -> [B, 2H, 2W, channels]."""
+    sn, ch = self.spectral_norm, self.channels
+    h = layers.upsample_nearest2x(self._bn_relu(x, 'bn_1', is_training))
+    h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_1')(h, update_stats=is_training)
+    h = self._bn_relu(h, 'bn_2', is_training)
+    h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_2')(h, update_stats=is_training)
+    s = layers.Conv2D(ch, 1, spectral_norm=sn, name='shortcut')(x, update_stats=is_training)
+    return h + layers.upsample_nearest2x(s)
+
+
+class _CriticBlock(hk.Module):
+  """Shared pieces of the critic blocks: conv layers and the optional LayerNorm + ReLU."""
+
+  def __init__(self, channels: int, *, d_norm: str, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.channels = channels
+    self.d_norm = d_norm
+
+  def _conv(self, h, kernel, name, update_stats):
+    return layers.Conv2D(self.channels, kernel, spectral_norm=self.d_norm == 'spectral',
+                         name=name)(h, update_stats=update_stats)
+
+  def _norm_relu(self, h, name):
+    if self.d_norm == 'layer':
+      h = layers.LayerNorm(name=name)(h)
+    return jax.nn.relu(h)
+
+
+class OptimizedBlock(_CriticBlock):
+  """The critic's first block: conv ReLU conv avgpool; shortcut avgpool conv1x1."""
+
+  def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
+    """x [B, H, W, C] -> [B, H/2, W/2, channels]."""
+    h = self._conv(x, 3, 'conv_1', update_stats)
+    h = self._conv(self._norm_relu(h, 'ln_1'), 3, 'conv_2', update_stats)
+    s = self._conv(layers.avg_pool2x(x), 1, 'shortcut', update_stats)
+    return layers.avg_pool2x(h) + s
+
+
+class Block(_CriticBlock):
+  """Pre-activation critic block; `down`: avgpool2 and a learnt 1x1 shortcut."""
+
+  def __init__(self, channels: int, *, d_norm: str, down: bool, name: Optional[str] = None):
+    super().__init__(channels, d_norm=d_norm, name=name)
+    self.down = down
+
+  def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
+    """x [B, H, W, c_in] -> [B, H', W', channels] (H' = H / 2 when down)."""
+    h = self._conv(self._norm_relu(x, 'ln_1'), 3, 'conv_1', update_stats)
+    h = self._conv(self._norm_relu(h, 'ln_2'), 3, 'conv_2', update_stats)
+    learn_shortcut = self.down or x.shape[-1] != self.channels
+    if self.down:
+      h, x = layers.avg_pool2x(h), layers.avg_pool2x(x)
+    s = self._conv(x, 1, 'shortcut', update_stats) if learn_shortcut else x
+    return h + s
+
+
+def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
+                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], is_training) -> x [B, H, W, C] in [-1, 1]."""
+  h_img, w_img, c_img = layers.check_image_shape(data_shape, 'resnet')
+  bh, bw = h_img // 8, w_img // 8
+
+  def g(z: jax.Array, is_training: bool) -> jax.Array:
+    h = layers.Dense(bh * bw * g_ch, spectral_norm=g_spectral_norm,
+                     name='dense_in')(z, update_stats=is_training)
+    h = h.reshape(-1, bh, bw, g_ch)
+    for i in range(N_G_BLOCKS):
+      h = BlockUp(g_ch, batch_norm=g_batch_norm, spectral_norm=g_spectral_norm,
+                  bn_axis_name=bn_axis_name, name=f'block_up_{i}')(h, is_training=is_training)
+    if g_batch_norm:
+      h = layers.batch_norm(bn_axis_name, name='bn_out')(h, is_training=is_training)
+    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
+                      name='conv_out')(jax.nn.relu(h), update_stats=is_training)
+    return jnp.tanh(x)
+
+  return g
+
+
+def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str) -> Callable:
+  """The critic's haiku function d(x [B, H, W, C], update_stats) -> scores [B]."""
+  layers.check_image_shape(data_shape, 'resnet')
+
+  def d(x: jax.Array, update_stats: bool) -> jax.Array:
+    h = OptimizedBlock(d_ch, d_norm=d_norm, name='block_opt')(x, update_stats=update_stats)
+    h = Block(d_ch, d_norm=d_norm, down=True, name='block_down')(h, update_stats=update_stats)
+    for i in range(N_D_PLAIN_BLOCKS):
+      h = Block(d_ch, d_norm=d_norm, down=False,
+                name=f'block_{i}')(h, update_stats=update_stats)
+    h = jnp.sum(jax.nn.relu(h), axis=(1, 2))
+    scores = layers.Dense(1, spectral_norm=d_norm == 'spectral',
+                          name='dense_out')(h, update_stats=update_stats)
+    return jnp.squeeze(scores, axis=-1).astype(jnp.float32)
+
+  return d
+
+
+def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
+             g_spectral_norm: bool, d_norm: str,
+             bn_axis_name: Optional[str] = None) -> Tuple[Callable, Callable]:
+  """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state."""
+  g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
+                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name)
+  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm)
+  return g, d

@@ -1,0 +1,48 @@
+"""optax optimizers and learning-rate schedules from `config.optim.{g,d}`.
+
+Each player's optimizer config has: name (adam | rmsprop | sgd), lr, b1, b2, eps,
+schedule (constant | linear). For rmsprop, b2 is the decay of the squared-gradient
+average (PyTorch's alpha, Adam's b2) and b1 the momentum; eps is added outside the
+square root as in PyTorch (Arjovsky et al. used PyTorch's RMSprop).
+"""
+from typing import Callable
+
+import optax
+
+from wgan_jax.registry import lookup
+
+SCHEDULES = {
+    'constant': lambda lr, total: optax.constant_schedule(lr),
+    # Linear decay to 0 over the run (WGAN-GP and SNGAN CIFAR ResNet recipes).
+    'linear': lambda lr, total: optax.linear_schedule(lr, 0.0, max(int(total), 1)),
+}
+
+
+def _adam(cfg, lr):
+  return optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
+def _rmsprop(cfg, lr):
+  return optax.rmsprop(lr, decay=cfg.b2, eps=cfg.eps, eps_in_sqrt=False,
+                       momentum=cfg.b1 or None)
+
+
+def _sgd(cfg, lr):
+  return optax.sgd(lr, momentum=cfg.b1 or None)
+
+
+OPTIMIZERS: dict[str, Callable] = {'adam': _adam, 'rmsprop': _rmsprop, 'sgd': _sgd}
+
+
+def make_optimizer(cfg, *, total_updates: int) -> optax.GradientTransformation:
+  """One player's optimizer; `total_updates` is the length of its linear decay."""
+  schedule = lookup(SCHEDULES, cfg.schedule, 'optim schedule')(cfg.lr, total_updates)
+  return lookup(OPTIMIZERS, cfg.name, 'optimizer')(cfg, schedule)
+
+
+def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """(g_tx, d_tx). The critic steps n_critic times per generator update, so its schedule
+  spans total_steps * n_critic updates: both decay to 0 at the same generator step."""
+  g_tx = make_optimizer(config.optim.g, total_updates=config.total_steps)
+  d_tx = make_optimizer(config.optim.d, total_updates=config.total_steps * config.n_critic)
+  return g_tx, d_tx

@@ -1,0 +1,154 @@
+"""One jitted train step per generator update: n_critic critic updates, then one G update.
+
+Shape glossary:
+  K      n_critic, critic updates per generator update
+  B      critic batch (real and fake examples per critic update)
+  Bg     generator batch (fake examples in the generator update)
+  Z      z_dim
+  batch  {'x': [K, B, ...]}: K fresh real batches, one per critic update
+
+Randomness: the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
+update (noise z and interpolation weights) and one for the generator update. A resumed run
+therefore draws exactly the numbers of an uninterrupted one.
+"""
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wgan_jax import lipschitz
+from wgan_jax.losses import GanLoss
+from wgan_jax.state import GanState
+
+Metrics = dict[str, jax.Array]
+
+
+class StepConfig(NamedTuple):
+  """The static, hashable settings of the train step."""
+  n_critic: int
+  batch_size: int
+  g_batch_size: int
+  z_dim: int
+  seed: int
+  ema_decay: float
+
+
+def step_key(seed: int, step) -> jax.Array:
+  """The PRNG key of generator step `step`."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), step)
+
+
+def sample_z(key, n: int, z_dim: int) -> jax.Array:
+  """Generator noise z ~ N(0, I), [n, Z]."""
+  return jax.random.normal(key, (n, z_dim), jnp.float32)
+
+
+def _sigma_metrics(d_state) -> Metrics:
+  """'sigma/<layer>' for every spectrally normalised critic layer."""
+  return {f'sigma/{module}': leaves['sigma'] for module, leaves in d_state.items()
+          if 'sigma' in leaves}
+
+
+def ema_update(ema, params, decay: float):
+  """ema <- decay * ema + (1 - decay) * params."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
+                    g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+                    cfg: StepConfig) -> Callable[[GanState, dict], tuple[GanState, Metrics]]:
+  """Builds the pure train step `(state, batch) -> (state, metrics)` (jit it outside).
+
+  Args:
+    models: a wgan_jax.models.ModelPair (g, d haiku transforms with state, z_dim).
+    loss: the objective, a wgan_jax.losses.GanLoss.
+    plan: the Lipschitz method, a wgan_jax.lipschitz.LipschitzPlan.
+    g_tx, d_tx: the players' optax optimizers.
+    cfg: StepConfig.
+  Returns:
+    train_step(state, batch) -> (new state, metrics): metrics are scalars; the critic's
+    are means over the n_critic updates.
+  """
+  g_apply, d_apply = models.g.apply, models.d.apply
+  B, Bg = cfg.batch_size, cfg.g_batch_size
+
+  def critic_update(g_params, g_state, carry, inputs):
+    d_params, d_state, d_opt_state = carry
+    real, key = inputs
+    z_key, penalty_key = jax.random.split(key)
+    fake, _ = g_apply(g_params, g_state, None, sample_z(z_key, B, cfg.z_dim), is_training=True)
+    fake = jax.lax.stop_gradient(fake)
+
+    def d_loss_fn(d_params):
+      # Real and fake in one forward pass; this pass alone updates spectral-norm vectors.
+      scores, new_d_state = d_apply(d_params, d_state, None,
+                                    jnp.concatenate([real, fake]), update_stats=True)
+      d_real, d_fake = scores[:B], scores[B:]
+      objective = loss.d(d_real=d_real, d_fake=d_fake)
+      aux = {'critic_gap': jnp.mean(d_real) - jnp.mean(d_fake),
+             'd_real': jnp.mean(d_real), 'd_fake': jnp.mean(d_fake)}
+      total = objective
+      if plan.penalty is not None:
+        d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False)[0]
+        penalty, norms = plan.penalty(d_fn, real=real, fake=fake, key=penalty_key)
+        total = objective + plan.weight * penalty
+        aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
+      aux['d_objective'] = objective
+      return total, (new_d_state, aux)
+
+    (d_loss, (d_state, aux)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
+    updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
+    d_params = optax.apply_updates(d_params, updates)
+    if plan.clip_value is not None:
+      d_params = lipschitz.clip_weights(d_params, clip_value=plan.clip_value)
+    metrics = dict(aux, d_loss=d_loss, d_grad_norm=optax.tree.norm(grads))
+    return (d_params, d_state, d_opt_state), metrics
+
+  def generator_update(state: GanState, key):
+    z = sample_z(key, Bg, cfg.z_dim)
+
+    def g_loss_fn(g_params):
+      fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True)
+      d_fake, _ = d_apply(state.d_params, state.d_state, None, fake, update_stats=False)
+      return loss.g(d_fake=d_fake), new_g_state
+
+    (g_loss, g_state), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+    updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(grads)}
+    return g_params, g_state, g_opt_state, metrics
+
+  def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
+    keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
+    (d_params, d_state, d_opt_state), d_metrics = jax.lax.scan(
+        lambda carry, xs: critic_update(state.g_params, state.g_state, carry, xs),
+        (state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]))
+    state = state._replace(d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
+    g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
+    g_ema_params = state.g_ema_params
+    if g_ema_params is not None:
+      g_ema_params = ema_update(g_ema_params, g_params, cfg.ema_decay)
+    new_state = state._replace(step=state.step + 1, g_params=g_params, g_state=g_state,
+                               g_opt_state=g_opt_state, g_ema_params=g_ema_params)
+    metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
+    metrics.update(g_metrics)
+    metrics.update(_sigma_metrics(d_state))
+    return new_state, metrics
+
+  return train_step
+
+
+def init_state(*, models, g_tx, d_tx, key, data_shape, batch_size: int,
+               ema: bool) -> GanState:
+  """Initialises both players (pure; jit it, or eval_shape it for an abstract state)."""
+  g_key, d_key = jax.random.split(key)
+  z = jnp.zeros((batch_size, models.z_dim), jnp.float32)
+  g_params, g_state = models.g.init(g_key, z, is_training=True)
+  x = jnp.zeros((batch_size,) + tuple(data_shape), jnp.float32)
+  d_params, d_state = models.d.init(d_key, x, update_stats=True)
+  return GanState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
+      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+      g_ema_params=jax.tree.map(jnp.copy, g_params) if ema else None)

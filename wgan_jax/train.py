@@ -1,0 +1,162 @@
+"""Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
+import json
+import os
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from wgan_jax import config_lib, lipschitz, losses, models as models_lib, optim, plots, step as step_lib
+from wgan_jax.data import make_source
+from wgan_jax.errors import WorkdirError
+from wgan_jax.eval import toy as toy_eval
+from wgan_jax.metrics_writer import MetricWriter
+from wgan_jax.state import GanState, sampling_params
+
+EVAL_STREAM = 0x5EED  # folded into the seed for evaluation noise (fixed across evals)
+
+
+class Run:
+  """Everything built from a config, before any state exists (pure functions + data)."""
+
+  def __init__(self, config, *, process_index: int = 0, process_count: int = 1):
+    config_lib.validate(config)
+    self.config = config
+    self.loss = losses.get_loss(config.loss)
+    self.plan = lipschitz.make_plan(config.lipschitz)
+    self.source = make_source(config.data, seed=config.seed, process_index=process_index,
+                              process_count=process_count)
+    model_config = ml_collections.ConfigDict(config.model.to_dict())
+    model_config.d_norm = config_lib.critic_norm(config)
+    self.models = models_lib.build_models(model_config, data_shape=self.source.data_shape)
+    self.g_tx, self.d_tx = optim.make_optimizers(config)
+    self.step_config = step_lib.StepConfig(
+        n_critic=config.n_critic, batch_size=config.batch_size,
+        g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
+        seed=config.seed, ema_decay=config.ema_decay)
+
+  def init_state(self) -> GanState:
+    init = jax.jit(lambda key: step_lib.init_state(
+        models=self.models, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
+        data_shape=self.source.data_shape, batch_size=min(self.config.batch_size, 8),
+        ema=self.config.ema_decay > 0))
+    return init(jax.random.PRNGKey(self.config.seed))
+
+  def step_fn(self):
+    """The pure train step (state, batch) -> (state, metrics)."""
+    return step_lib.make_train_step(models=self.models, loss=self.loss, plan=self.plan,
+                                    g_tx=self.g_tx, d_tx=self.d_tx, cfg=self.step_config)
+
+  def train_step(self):
+    """The jitted train step; the state argument is donated (updated in place)."""
+    return jax.jit(self.step_fn(), donate_argnums=0)
+
+  def batch(self, step: int) -> dict:
+    x, labels = self.source.batches(step, shape=(self.config.n_critic, self.config.batch_size))
+    return {'x': x}
+
+  def sample_fn(self):
+    """Jitted (g_params, g_state, z) -> samples, with the generator in inference mode."""
+    g_apply = self.models.g.apply
+    return jax.jit(lambda p, s, z: g_apply(p, s, None, z, is_training=False)[0])
+
+  def critic_fn(self):
+    """Jitted (d_params, d_state, x) -> scores, not updating the critic's state."""
+    d_apply = self.models.d.apply
+    return jax.jit(lambda p, s, x: d_apply(p, s, None, x, update_stats=False)[0])
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates the workdir or raises WorkdirError naming why it cannot be written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_probe')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f'cannot write to workdir {workdir!r} ({e.strerror}); '
+                       f'pass --workdir=DIR with a writable directory') from None
+
+
+def _batched(fn, params, state, xs, batch: int = 1024):
+  return np.concatenate([np.asarray(fn(params, state, xs[i:i + batch]))
+                         for i in range(0, len(xs), batch)])
+
+
+class Evaluator:
+  """Samples, metrics and figures at eval steps (toy: W1, mode coverage, critic contour)."""
+
+  def __init__(self, run: Run, workdir: str):
+    self.run = run
+    self.sample_dir = os.path.join(workdir, 'samples')
+    self.sample = run.sample_fn()
+    self.critic = run.critic_fn()
+    cfg = run.config
+    n = cfg.eval.num_samples if run.source.is_toy else cfg.eval.num_images
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM)
+    self.z = step_lib.sample_z(key, n, run.models.z_dim)
+
+  def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
+    fake = _batched(self.sample, sampling_params(state), state.g_state, self.z)
+    if not self.run.source.is_toy:
+      if write_images:
+        os.makedirs(self.sample_dir, exist_ok=True)
+        plots.save_image_grid(os.path.join(self.sample_dir, f'step_{step:07d}.png'), fake)
+      return {}
+    real = self.run.source.eval_real(len(fake), index=step)
+    scores = toy_eval.evaluate_toy(fake, real, spec=self.run.source.spec)
+    if write_images:
+      xs, ys, grid = plots.toy_grid(real, fake)
+      values = _batched(self.critic, state.d_params, state.d_state, grid)
+      os.makedirs(self.sample_dir, exist_ok=True)
+      plots.plot_toy(os.path.join(self.sample_dir, f'step_{step:07d}.png'), real=real, fake=fake,
+                     critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
+                     title=f'{self.run.config.data.name}, step {step}')
+    return scores
+
+
+def _to_host(metrics) -> dict:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None) -> dict:
+  """Trains `config` in `workdir`; returns the last logged metrics (with eval/ keys)."""
+  is_chief = jax.process_index() == 0 if is_chief is None else is_chief
+  run = Run(config, process_index=jax.process_index(), process_count=jax.process_count())
+  prepare_workdir(workdir)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  writer = MetricWriter(workdir, total_steps=config.total_steps, enabled=is_chief)
+  state = run.init_state()
+  train_step = run.train_step()
+  evaluator = Evaluator(run, workdir)
+
+  start = int(state.step)
+  pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
+  last = {}
+  batch = run.batch(start)
+  writer.start(start)
+  for step in range(start, config.total_steps):
+    state, metrics = train_step(state, batch)
+    done = step + 1
+    if pending is not None:
+      last = writer.write(pending[0], _to_host(pending[1]))
+      pending = None
+    if done < config.total_steps:
+      batch = run.batch(done)  # overlaps with the step running on the device
+    if done % config.log_every_steps == 0 or done == config.total_steps:
+      pending = (done, metrics)
+    if done % config.eval_every_steps == 0 or done == config.total_steps:
+      record = _to_host(pending[1]) if pending is not None else {}
+      record.update(evaluator(state, done, write_images=is_chief))
+      last = writer.write(done, record)
+      pending = None
+  if pending is not None:
+    last = writer.write(pending[0], _to_host(pending[1]))
+  writer.close()
+  return last
