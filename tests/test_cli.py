@@ -22,7 +22,7 @@ def _main(tmp_path, *args, workdir=None):
 BAD_INPUTS = [
     ([f'--config={TOY}', '--config.nonexistent=1'], "unknown config key 'nonexistent'"),
     ([f'--config={TOY}', '--config.lipschitz.bogus=1'], "unknown config key 'lipschitz.bogus'"),
-    ([f'--config={TOY}', '--config.loss=bogus'], "unknown loss 'bogus'; valid: minimax"),
+    ([f'--config={TOY}', '--config.loss=bogus'], "unknown loss 'bogus'; valid: f_gan, f_hellinger"),
     ([f'--config={TOY}', '--config.lipschitz.method=bogus'], "unknown lipschitz.method 'bogus'"),
     ([f'--config={TOY}', '--config.model.name=bogus'], "unknown model.name 'bogus'"),
     ([f'--config={TOY}', '--config.data.name=bogus'], "unknown data.name 'bogus'"),

@@ -59,3 +59,10 @@ def test_toy_quality_improves_with_training(tmp_path):
   w1_init = evaluator(run.init_state(), 0, write_images=False)['eval/w1']
   last = train.train_and_evaluate(config, str(tmp_path))
   assert last['eval/w1'] < 0.6 * w1_init, (w1_init, last['eval/w1'])
+
+
+def test_config_argument_dataset_names_match_the_registries():
+  from wgan_jax import config_lib
+  from wgan_jax.data import images, toy
+  assert config_lib.TOY_DATASETS == tuple(toy.TOY_DATASETS)
+  assert config_lib.IMAGE_DATASETS == tuple(images.IMAGE_DATASETS)

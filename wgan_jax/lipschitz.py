@@ -111,11 +111,13 @@ def _l2_normalize(x):
 
 
 def power_iteration(w_mat, u, *, n_iters: int = 1):
-  """n_iters steps of u <- normalize(W^T normalize(W u)) for W [m, n], u [n]."""
-  def body(_, u_):
-    v = _l2_normalize(w_mat @ u_)
-    return _l2_normalize(w_mat.T @ v)
-  return jax.lax.fori_loop(0, n_iters, body, u) if n_iters > 0 else u
+  """n_iters steps of u <- normalize(W^T normalize(W u)) for W [m, n], u [n].
+
+  n_iters is small and static (1 per training update), so the loop is unrolled.
+  """
+  for _ in range(n_iters):
+    u = _l2_normalize(w_mat.T @ _l2_normalize(w_mat @ u))
+  return u
 
 
 def spectral_normalize(w, u, *, n_iters: int = 1):

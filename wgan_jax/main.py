@@ -16,7 +16,10 @@ def main(argv):
   if not _WORKDIR.value:
     cli.fail('--workdir is required, e.g. --workdir=runs/wgan_gp_gaussians8')
   from wgan_jax import train  # after flag checks: jax import cost only for real runs
-  cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value))
+  try:
+    cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value))
+  except train.Preempted as e:
+    cli.fail(str(e), code=143)  # 128 + SIGTERM, as if the signal had ended the process
 
 
 if __name__ == '__main__':

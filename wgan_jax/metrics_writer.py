@@ -16,20 +16,45 @@ def _format_duration(seconds: float) -> str:
   return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
 
 
+def truncate_records(path: str, last_step: int) -> None:
+  """Keeps the records of steps <= last_step (and drops a line cut off by a kill)."""
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record.get('step', 0) <= last_step:
+        kept.append(json.dumps(record) + '\n')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
 class MetricWriter:
   """Appends one JSON object per logged step; only the chief process writes."""
 
-  PROGRESS_KEYS = ('d_loss', 'g_loss', 'critic_gap', 'penalty', 'eval/w1', 'eval/modes_covered')
+  PROGRESS_KEYS = ('d_loss', 'g_loss', 'critic_gap', 'penalty', 'eval/w1', 'eval/modes_covered',
+                   'eval/fid', 'eval/is', 'eval/kid', 'eval/swd')
 
-  def __init__(self, workdir: str, *, total_steps: int, enabled: bool = True):
+  def __init__(self, workdir: str, *, total_steps: int, enabled: bool = True,
+               resume_step: int = 0):
+    """resume_step: records after it (written before a preemption) are dropped."""
     self.enabled = enabled
     self.total_steps = total_steps
     self._tb = None
     self._file = None
     if enabled:
-      self._file = open(os.path.join(workdir, METRICS_FILE), 'a')
+      path = os.path.join(workdir, METRICS_FILE)
+      truncate_records(path, resume_step)
+      self._file = open(path, 'a')
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30,
+                               purge_step=resume_step + 1 if resume_step else None)
     self._t0 = self._step0 = None
 
   def start(self, step: int) -> None:
@@ -49,7 +74,10 @@ class MetricWriter:
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()
     for key, value in metrics.items():
-      self._tb.add_scalar(key, value, step)
+      if isinstance(value, str):  # e.g. eval/protocol/reference_split
+        self._tb.add_text(key, value, step)
+      else:
+        self._tb.add_scalar(key, value, step)
     shown = '  '.join(f'{k} {metrics[k]:.4g}' for k in self.PROGRESS_KEYS if k in metrics)
     eta = (self.total_steps - step) / rate if rate > 0 else float('inf')
     print(f'step {step}/{self.total_steps}  {shown}  |  {rate:.2f} steps/s  '

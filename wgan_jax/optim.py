@@ -34,15 +34,16 @@ def _sgd(cfg, lr):
 OPTIMIZERS: dict[str, Callable] = {'adam': _adam, 'rmsprop': _rmsprop, 'sgd': _sgd}
 
 
-def make_optimizer(cfg, *, total_updates: int) -> optax.GradientTransformation:
+def make_optimizer(cfg, *, total_updates: int, player: str = 'g') -> optax.GradientTransformation:
   """One player's optimizer; `total_updates` is the length of its linear decay."""
-  schedule = lookup(SCHEDULES, cfg.schedule, 'optim schedule')(cfg.lr, total_updates)
-  return lookup(OPTIMIZERS, cfg.name, 'optimizer')(cfg, schedule)
+  schedule = lookup(SCHEDULES, cfg.schedule, f'optim.{player}.schedule')(cfg.lr, total_updates)
+  return lookup(OPTIMIZERS, cfg.name, f'optim.{player}.name')(cfg, schedule)
 
 
 def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
   """(g_tx, d_tx). The critic steps n_critic times per generator update, so its schedule
   spans total_steps * n_critic updates: both decay to 0 at the same generator step."""
-  g_tx = make_optimizer(config.optim.g, total_updates=config.total_steps)
-  d_tx = make_optimizer(config.optim.d, total_updates=config.total_steps * config.n_critic)
+  g_tx = make_optimizer(config.optim.g, total_updates=config.total_steps, player='g')
+  d_tx = make_optimizer(config.optim.d, total_updates=config.total_steps * config.n_critic,
+                        player='d')
   return g_tx, d_tx

@@ -55,6 +55,54 @@ def ema_update(ema, params, decay: float):
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
+class CriticCarry(NamedTuple):
+  """What a critic update changes: parameters, model state, optimizer state."""
+  d_params: Any
+  d_state: Any
+  d_opt_state: Any
+
+
+def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
+                       d_tx: optax.GradientTransformation):
+  """One critic update on given real and fake batches (the generator is not involved).
+
+  Returns critic_update(carry: CriticCarry, *, real, fake, key) -> (carry, metrics): the
+  critic loss (objective + weight * penalty) is differentiated, the optimizer applied, and
+  the weights projected when the method is `clip`. Real and fake go through the critic in
+  one forward pass, the only pass that advances the spectral-norm state; the penalty's
+  forward passes use that new state without changing it.
+  """
+
+  def critic_update(carry: CriticCarry, *, real, fake, key):
+    B = real.shape[0]
+
+    def d_loss_fn(d_params):
+      scores, new_d_state = d_apply(d_params, carry.d_state, None,
+                                    jnp.concatenate([real, fake]), update_stats=True)
+      d_real, d_fake = scores[:B], scores[B:]
+      objective = loss.d(d_real=d_real, d_fake=d_fake)
+      aux = {'critic_gap': jnp.mean(d_real) - jnp.mean(d_fake),
+             'd_real': jnp.mean(d_real), 'd_fake': jnp.mean(d_fake), 'd_objective': objective}
+      total = objective
+      if plan.penalty is not None:
+        d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False)[0]
+        penalty, norms = plan.penalty(d_fn, real=real, fake=fake, key=key)
+        total = objective + plan.weight * penalty
+        aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
+      return total, (new_d_state, aux)
+
+    (d_loss, (d_state, aux)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+        carry.d_params)
+    updates, d_opt_state = d_tx.update(grads, carry.d_opt_state, carry.d_params)
+    d_params = optax.apply_updates(carry.d_params, updates)
+    if plan.clip_value is not None:
+      d_params = lipschitz.clip_weights(d_params, clip_value=plan.clip_value)
+    metrics = dict(aux, d_loss=d_loss, d_grad_norm=optax.tree.norm(grads))
+    return CriticCarry(d_params, d_state, d_opt_state), metrics
+
+  return critic_update
+
+
 def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
                     cfg: StepConfig) -> Callable[[GanState, dict], tuple[GanState, Metrics]]:
@@ -71,42 +119,17 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     are means over the n_critic updates.
   """
   g_apply, d_apply = models.g.apply, models.d.apply
-  B, Bg = cfg.batch_size, cfg.g_batch_size
+  critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx)
 
-  def critic_update(g_params, g_state, carry, inputs):
-    d_params, d_state, d_opt_state = carry
+  def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
     real, key = inputs
     z_key, penalty_key = jax.random.split(key)
-    fake, _ = g_apply(g_params, g_state, None, sample_z(z_key, B, cfg.z_dim), is_training=True)
-    fake = jax.lax.stop_gradient(fake)
-
-    def d_loss_fn(d_params):
-      # Real and fake in one forward pass; this pass alone updates spectral-norm vectors.
-      scores, new_d_state = d_apply(d_params, d_state, None,
-                                    jnp.concatenate([real, fake]), update_stats=True)
-      d_real, d_fake = scores[:B], scores[B:]
-      objective = loss.d(d_real=d_real, d_fake=d_fake)
-      aux = {'critic_gap': jnp.mean(d_real) - jnp.mean(d_fake),
-             'd_real': jnp.mean(d_real), 'd_fake': jnp.mean(d_fake)}
-      total = objective
-      if plan.penalty is not None:
-        d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False)[0]
-        penalty, norms = plan.penalty(d_fn, real=real, fake=fake, key=penalty_key)
-        total = objective + plan.weight * penalty
-        aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
-      aux['d_objective'] = objective
-      return total, (new_d_state, aux)
-
-    (d_loss, (d_state, aux)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-    updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
-    d_params = optax.apply_updates(d_params, updates)
-    if plan.clip_value is not None:
-      d_params = lipschitz.clip_weights(d_params, clip_value=plan.clip_value)
-    metrics = dict(aux, d_loss=d_loss, d_grad_norm=optax.tree.norm(grads))
-    return (d_params, d_state, d_opt_state), metrics
+    z = sample_z(z_key, cfg.batch_size, cfg.z_dim)
+    fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True)
+    return critic_update(carry, real=real, fake=jax.lax.stop_gradient(fake), key=penalty_key)
 
   def generator_update(state: GanState, key):
-    z = sample_z(key, Bg, cfg.z_dim)
+    z = sample_z(key, cfg.g_batch_size, cfg.z_dim)
 
     def g_loss_fn(g_params):
       fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True)
@@ -121,10 +144,11 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
 
   def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
-    (d_params, d_state, d_opt_state), d_metrics = jax.lax.scan(
-        lambda carry, xs: critic_update(state.g_params, state.g_state, carry, xs),
-        (state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]))
-    state = state._replace(d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
+    carry, d_metrics = jax.lax.scan(
+        lambda carry, xs: critic_scan_body(state, carry, xs),
+        CriticCarry(state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]))
+    state = state._replace(d_params=carry.d_params, d_state=carry.d_state,
+                           d_opt_state=carry.d_opt_state)
     g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
     g_ema_params = state.g_ema_params
     if g_ema_params is not None:
@@ -133,7 +157,7 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                                g_opt_state=g_opt_state, g_ema_params=g_ema_params)
     metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
     metrics.update(g_metrics)
-    metrics.update(_sigma_metrics(d_state))
+    metrics.update(_sigma_metrics(carry.d_state))
     return new_state, metrics
 
   return train_step

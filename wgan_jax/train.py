@@ -1,16 +1,15 @@
 """Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
 import json
 import os
-import time
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import config_lib, lipschitz, losses, models as models_lib, optim, plots, step as step_lib
-from wgan_jax.data import make_source
+from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, plots
+from wgan_jax import models as models_lib
+from wgan_jax import step as step_lib
 from wgan_jax.errors import WorkdirError
 from wgan_jax.eval import toy as toy_eval
 from wgan_jax.metrics_writer import MetricWriter
@@ -22,16 +21,20 @@ EVAL_STREAM = 0x5EED  # folded into the seed for evaluation noise (fixed across 
 class Run:
   """Everything built from a config, before any state exists (pure functions + data)."""
 
-  def __init__(self, config, *, process_index: int = 0, process_count: int = 1):
+  def __init__(self, config, *, process_index: int = 0, process_count: int = 1,
+               open_data: bool = True):
+    """open_data=False: no data source (sampling / evaluating a checkpoint needs none)."""
     config_lib.validate(config)
     self.config = config
     self.loss = losses.get_loss(config.loss)
     self.plan = lipschitz.make_plan(config.lipschitz)
-    self.source = make_source(config.data, seed=config.seed, process_index=process_index,
-                              process_count=process_count)
+    self.data_shape = data.data_shape(config.data.name)
+    self.is_toy = data.is_toy(config.data.name)
+    self.source = data.make_source(config.data, seed=config.seed, process_index=process_index,
+                                   process_count=process_count) if open_data else None
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
-    self.models = models_lib.build_models(model_config, data_shape=self.source.data_shape)
+    self.models = models_lib.build_models(model_config, data_shape=self.data_shape)
     self.g_tx, self.d_tx = optim.make_optimizers(config)
     self.step_config = step_lib.StepConfig(
         n_critic=config.n_critic, batch_size=config.batch_size,
@@ -41,7 +44,7 @@ class Run:
   def init_state(self) -> GanState:
     init = jax.jit(lambda key: step_lib.init_state(
         models=self.models, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
-        data_shape=self.source.data_shape, batch_size=min(self.config.batch_size, 8),
+        data_shape=self.data_shape, batch_size=min(self.config.batch_size, 8),
         ema=self.config.ema_decay > 0))
     return init(jax.random.PRNGKey(self.config.seed))
 
@@ -96,13 +99,13 @@ class Evaluator:
     self.sample = run.sample_fn()
     self.critic = run.critic_fn()
     cfg = run.config
-    n = cfg.eval.num_samples if run.source.is_toy else cfg.eval.num_images
+    n = cfg.eval.num_samples if run.is_toy else cfg.eval.num_images
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM)
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
 
   def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
     fake = _batched(self.sample, sampling_params(state), state.g_state, self.z)
-    if not self.run.source.is_toy:
+    if not self.run.is_toy:
       if write_images:
         os.makedirs(self.sample_dir, exist_ok=True)
         plots.save_image_grid(os.path.join(self.sample_dir, f'step_{step:07d}.png'), fake)
@@ -123,40 +126,114 @@ def _to_host(metrics) -> dict:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+class Preempted(Exception):
+  """SIGTERM arrived; the state of `step` was saved before stopping."""
+
+  def __init__(self, step: int):
+    super().__init__(f'preempted (SIGTERM) after step {step}; checkpoint saved, rerun the '
+                     f'same command to resume')
+    self.step = step
+
+
+def _every(step: int, every: int, total: int) -> bool:
+  return step % every == 0 or step == total
+
+
+def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer) -> GanState:
+  """The latest complete checkpoint of the workdir, else a fresh state."""
+  state = run.init_state()
+  latest = checkpoint.latest_step(workdir)
+  if latest is None:
+    return state
+  restored, _ = ckpt.restore(latest, checkpoint.abstract_like(state))
+  return restored
+
+
 def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None) -> dict:
-  """Trains `config` in `workdir`; returns the last logged metrics (with eval/ keys)."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if it has one.
+
+  Returns the last logged record (metrics with eval/ keys). Raises Preempted after saving
+  when SIGTERM arrives.
+  """
   is_chief = jax.process_index() == 0 if is_chief is None else is_chief
   run = Run(config, process_index=jax.process_index(), process_count=jax.process_count())
+  checkpoint.check_resumable(workdir, config.to_dict())  # before anything is written
   prepare_workdir(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
+                                 keep=config.keep_checkpoints)
+  state = restore_or_init(run, workdir, ckpt)
+  start = int(state.step)
   if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
       json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-  writer = MetricWriter(workdir, total_steps=config.total_steps, enabled=is_chief)
-  state = run.init_state()
+  writer = MetricWriter(workdir, total_steps=config.total_steps, enabled=is_chief,
+                        resume_step=start)
+  try:
+    return _loop(run, state, start, ckpt, writer, workdir, is_chief)
+  finally:
+    ckpt.close()
+    writer.close()
+
+
+def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief) -> dict:
+  config = run.config
+  total = config.total_steps
   train_step = run.train_step()
   evaluator = Evaluator(run, workdir)
-
-  start = int(state.step)
   pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
   last = {}
-  batch = run.batch(start)
+  batch = run.batch(start) if start < total else None
   writer.start(start)
-  for step in range(start, config.total_steps):
-    state, metrics = train_step(state, batch)
-    done = step + 1
-    if pending is not None:
-      last = writer.write(pending[0], _to_host(pending[1]))
-      pending = None
-    if done < config.total_steps:
-      batch = run.batch(done)  # overlaps with the step running on the device
-    if done % config.log_every_steps == 0 or done == config.total_steps:
-      pending = (done, metrics)
-    if done % config.eval_every_steps == 0 or done == config.total_steps:
-      record = _to_host(pending[1]) if pending is not None else {}
-      record.update(evaluator(state, done, write_images=is_chief))
-      last = writer.write(done, record)
-      pending = None
-  if pending is not None:
-    last = writer.write(pending[0], _to_host(pending[1]))
-  writer.close()
+  with checkpoint.PreemptionWatcher() as watcher:
+    for step in range(start, total):
+      state, metrics = train_step(state, batch)
+      done = step + 1
+      if pending is not None:
+        last = writer.write(pending[0], _to_host(pending[1]))
+        pending = None
+      if done < total:
+        batch = run.batch(done)  # overlaps with the step running on the device
+      if _every(done, config.log_every_steps, total):
+        pending = (done, metrics)
+      is_eval = _every(done, config.eval_every_steps, total)
+      is_save = _every(done, config.checkpoint_every_steps, total) or watcher.requested
+      if is_eval or is_save:  # a synchronous moment anyway: log now, before saving
+        record = _to_host(pending[1]) if pending is not None else {}
+        if is_eval:
+          record.update(evaluator(state, done, write_images=is_chief))
+        if record:
+          last = writer.write(done, record)
+        pending = None
+      if is_save:
+        ckpt.save(done, state, {'step': done, 'data_position': done,
+                                'device_count': jax.device_count()}, force=True)
+      if watcher.requested:
+        ckpt.wait()
+        raise Preempted(done)
   return last
+
+
+def load_for_inference(workdir: str, step: Optional[int] = None):
+  """(run, state, step) of a workdir's checkpoint (the latest, or `step`), no data opened.
+
+  Raises WorkdirError when the workdir has no config.json or no such checkpoint.
+  """
+  saved = checkpoint.read_config(workdir)
+  if saved is None:
+    raise WorkdirError(f'{workdir!r} has no {checkpoint.CONFIG_FILE}; pass the --workdir of a '
+                       f'training run')
+  steps = checkpoint.all_steps(workdir)
+  if not steps:
+    raise WorkdirError(f'{workdir!r} has no complete checkpoint yet; train longer or pass '
+                       f'another --workdir')
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise WorkdirError(f'{workdir!r} has no checkpoint at step {step}; available: '
+                       f'{", ".join(map(str, steps))}')
+  run = Run(ml_collections.ConfigDict(saved), open_data=False)
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=len(steps))
+  try:
+    state, _ = ckpt.restore(step, checkpoint.abstract_like(run.init_state()))
+  finally:
+    ckpt.close()
+  return run, state, step

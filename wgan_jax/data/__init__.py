@@ -5,12 +5,10 @@ real examples of generator step `step` (shape = (n_critic, global batch)), so th
 position of a run is its step and a resumed run reads exactly the same examples. In a
 multi-process run each process gets only its slice of the global batch axis.
 """
-from typing import NamedTuple, Optional
-
 import numpy as np
 
-from wgan_jax import config_lib
 from wgan_jax.data import toy
+from wgan_jax.registry import lookup
 
 
 class ToySource:
@@ -41,12 +39,25 @@ def _process_slice(x, labels, index: int, count: int, *, axis: int):
   return x[sl], labels[sl]
 
 
+def data_shape(name: str) -> tuple:
+  """The shape of one example of dataset `name`, without opening the dataset."""
+  if name in toy.TOY_DATASETS:
+    return (2,)
+  from wgan_jax.data import images
+  return tuple(lookup(images.IMAGE_DATASETS, name, 'data.name').image_shape)
+
+
+def is_toy(name: str) -> bool:
+  return name in toy.TOY_DATASETS
+
+
 def make_source(data_config, *, seed: int, process_index: int = 0, process_count: int = 1):
   """The source named by `config.data.name`; raises ConfigError / DataError on bad input."""
-  if data_config.name in config_lib.TOY_DATASETS:
+  if data_config.name in toy.TOY_DATASETS:
     return ToySource(data_config.name, seed=seed, process_index=process_index,
                      process_count=process_count)
   from wgan_jax.data import images  # tfds is imported only for image data
+  lookup({**toy.TOY_DATASETS, **images.IMAGE_DATASETS}, data_config.name, 'data.name')
   return images.ImageSource(data_config.name, split=data_config.split,
                             data_dir=data_config.data_dir or None, seed=seed,
                             process_index=process_index, process_count=process_count)

@@ -145,7 +145,7 @@ def build_models(model_config, *, data_shape: tuple,
   Raises:
     ConfigError: an unknown model name or an invalid option.
   """
-  builder = registry.lookup(MODELS, _field(model_config, 'name'), 'model')
+  builder = registry.lookup(MODELS, _field(model_config, 'name'), 'model.name')
   return builder(model_config, data_shape=data_shape, bn_axis_name=bn_axis_name)
 
 

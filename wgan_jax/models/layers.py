@@ -44,11 +44,6 @@ LEAKY_SLOPE = 0.1
 
 
 # ----------------------------------------------------------------------------- spectral norm
-# Jitted once per weight shape: outside an enclosing jit (eager debugging, tests) the power
-# iteration's fori_loop would otherwise be traced and compiled again at every call.
-_spectral_normalize = jax.jit(lipschitz.spectral_normalize, static_argnames='n_iters')
-
-
 def _unit_normal(shape, dtype):
   """A random unit-norm vector (the initial power-iteration vector u)."""
   v = jax.random.normal(hk.next_rng_key(), shape, dtype)
@@ -70,7 +65,7 @@ def spectral_weight(w: jax.Array, *, update_stats: bool) -> jax.Array:
   """
   u = hk.get_state('u', [w.shape[-1]], jnp.float32, init=_unit_normal)
   hk.get_state('sigma', [], jnp.float32, init=jnp.ones)
-  out = _spectral_normalize(w, u, n_iters=1 if update_stats else 0)
+  out = lipschitz.spectral_normalize(w, u, n_iters=1 if update_stats else 0)
   if update_stats:
     hk.set_state('u', out.u)
     hk.set_state('sigma', out.sigma)
