@@ -60,7 +60,7 @@ def interpolate(*, real, fake, alpha):
   return alpha * real + (1.0 - alpha) * fake
 
 
-def gradient_penalty(d_fn: Callable, *, real, fake, key, target: float = 1.0,
+def gradient_penalty(d_fn: Callable, *, real, fake, alpha, target: float = 1.0,
                      one_sided: bool = False):
   """WGAN-GP penalty E[(||grad_x D(x_hat)|| - target)^2] on random interpolates.
 
@@ -71,13 +71,13 @@ def gradient_penalty(d_fn: Callable, *, real, fake, key, target: float = 1.0,
   Args:
     d_fn: the critic's non-updating forward pass, [B, ...] -> [B].
     real, fake: [B, ...] batches.
-    key: PRNG key for the interpolation weights.
+    alpha: [B] interpolation weights, U[0, 1] (drawn by the caller, so that a data-parallel
+      step can draw them for the global batch).
     target: the norm the gradient is pulled towards (1 for a 1-Lipschitz critic).
     one_sided: penalise only norms above target.
   Returns:
     (penalty scalar, gradient norms [B]).
   """
-  alpha = jax.random.uniform(key, (real.shape[0],), dtype=real.dtype)
   x_hat = interpolate(real=real, fake=jax.lax.stop_gradient(fake), alpha=alpha)
   norms = _per_example_norm(_input_gradients(d_fn, x_hat))
   excess = norms - target
@@ -166,7 +166,8 @@ def spectral_norm_bound(params, layer_names=None):
 class LipschitzPlan(NamedTuple):
   """How the train step keeps the critic Lipschitz, from `config.lipschitz`.
 
-  penalty:    None, or (d_fn, *, real, fake, key) -> (penalty, gradient norms [B]).
+  penalty:    None, or (d_fn, *, real, fake, alpha) -> (penalty, gradient norms [B]);
+              alpha [B] ~ U[0, 1] are the interpolation weights (used by gp only).
   weight:     the penalty's coefficient in the critic loss.
   clip_value: None, or c for the projection onto [-c, c] after each critic update.
   spectral:   spectral normalisation of every critic layer (a model option).
@@ -187,7 +188,7 @@ def make_plan(cfg) -> LipschitzPlan:
                                 one_sided=cfg.gp_one_sided)
     return LipschitzPlan(penalty, cfg.gp_weight, None, False)
   if method == 'r1':
-    penalty = lambda d_fn, *, real, fake, key: r1_penalty(d_fn, real=real)
+    penalty = lambda d_fn, *, real, fake, alpha: r1_penalty(d_fn, real=real)
     # Mescheder et al.: gamma / 2 * E ||grad D(real)||^2.
     return LipschitzPlan(penalty, cfg.r1_gamma / 2.0, None, False)
   if method == 'clip':

@@ -1,4 +1,9 @@
-"""python -m wgan_jax.main --config=configs/<file>.py[:arg] --workdir=DIR [--config.key=value]"""
+"""python -m wgan_jax.main --config=configs/<file>.py[:arg] --workdir=DIR [--config.key=value]
+
+Multi-host: on a Cloud TPU pod slice or a multi-task SLURM job jax.distributed is
+initialised automatically; elsewhere pass --coordinator_address, --num_processes and
+--process_id (see launch/).
+"""
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -6,6 +11,13 @@ from wgan_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:arg].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for metrics, samples, checkpoints.')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'],
+    'jax.distributed.initialize: auto = with --coordinator_address or on a detected '
+    'SLURM / TPU-pod job.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 
 
 def main(argv):
@@ -15,7 +27,9 @@ def main(argv):
   config = cli.config_from_flag(_CONFIG)
   if not _WORKDIR.value:
     cli.fail('--workdir is required, e.g. --workdir=runs/wgan_gp_gaussians8')
-  from wgan_jax import train  # after flag checks: jax import cost only for real runs
+  from wgan_jax import parallel, train  # after flag checks: jax import cost only for real runs
+  parallel.initialize_distributed(mode=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+                                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   try:
     cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value))
   except train.Preempted as e:

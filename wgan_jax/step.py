@@ -10,6 +10,11 @@ Shape glossary:
 Randomness: the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
 update (noise z and interpolation weights) and one for the generator update. A resumed run
 therefore draws exactly the numbers of an uninterrupted one.
+
+Data parallelism (wgan_jax.parallel): under pmap (cfg.axis_name set) every device holds
+b = B / num_shards examples; noise and interpolation weights are still drawn for the
+global batch and sliced, and gradients and metrics are averaged over the devices, so the
+step computes the same numbers whatever the device count.
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -19,6 +24,7 @@ import optax
 
 from wgan_jax import lipschitz
 from wgan_jax.losses import GanLoss
+from wgan_jax.parallel import local_slice, mean_over_devices
 from wgan_jax.state import GanState
 
 Metrics = dict[str, jax.Array]
@@ -32,6 +38,8 @@ class StepConfig(NamedTuple):
   z_dim: int
   seed: int
   ema_decay: float
+  num_shards: int = 1              # devices the batch is split over (pmap)
+  axis_name: Optional[str] = None  # the pmap axis, else None
 
 
 def step_key(seed: int, step) -> jax.Array:
@@ -63,18 +71,23 @@ class CriticCarry(NamedTuple):
 
 
 def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
-                       d_tx: optax.GradientTransformation):
+                       d_tx: optax.GradientTransformation, axis_name: Optional[str] = None,
+                       num_shards: int = 1):
   """One critic update on given real and fake batches (the generator is not involved).
 
   Returns critic_update(carry: CriticCarry, *, real, fake, key) -> (carry, metrics): the
   critic loss (objective + weight * penalty) is differentiated, the optimizer applied, and
   the weights projected when the method is `clip`. Real and fake go through the critic in
   one forward pass, the only pass that advances the spectral-norm state; the penalty's
-  forward passes use that new state without changing it.
+  forward passes use that new state without changing it. `key` draws the interpolation
+  weights of the gradient penalty (for the global batch, of which this device takes its
+  slice under pmap). With axis_name set, gradients and metrics are device means.
   """
 
   def critic_update(carry: CriticCarry, *, real, fake, key):
     B = real.shape[0]
+    alpha = local_slice(jax.random.uniform(key, (B * num_shards,), real.dtype),
+                        axis_name=axis_name, size=B)
 
     def d_loss_fn(d_params):
       scores, new_d_state = d_apply(d_params, carry.d_state, None,
@@ -86,18 +99,20 @@ def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
       total = objective
       if plan.penalty is not None:
         d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False)[0]
-        penalty, norms = plan.penalty(d_fn, real=real, fake=fake, key=key)
+        penalty, norms = plan.penalty(d_fn, real=real, fake=fake, alpha=alpha)
         total = objective + plan.weight * penalty
         aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
       return total, (new_d_state, aux)
 
     (d_loss, (d_state, aux)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         carry.d_params)
+    grads = mean_over_devices(grads, axis_name)
     updates, d_opt_state = d_tx.update(grads, carry.d_opt_state, carry.d_params)
     d_params = optax.apply_updates(carry.d_params, updates)
     if plan.clip_value is not None:
       d_params = lipschitz.clip_weights(d_params, clip_value=plan.clip_value)
-    metrics = dict(aux, d_loss=d_loss, d_grad_norm=optax.tree.norm(grads))
+    metrics = mean_over_devices(dict(aux, d_loss=d_loss), axis_name)
+    metrics['d_grad_norm'] = optax.tree.norm(grads)
     return CriticCarry(d_params, d_state, d_opt_state), metrics
 
   return critic_update
@@ -119,17 +134,24 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     are means over the n_critic updates.
   """
   g_apply, d_apply = models.g.apply, models.d.apply
-  critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx)
+  critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx,
+                                     axis_name=cfg.axis_name, num_shards=cfg.num_shards)
+
+  def noise(key, global_size: int):
+    """z for the global batch; under pmap this device's slice of it."""
+    size = global_size // cfg.num_shards
+    return local_slice(sample_z(key, global_size, cfg.z_dim), axis_name=cfg.axis_name,
+                       size=size)
 
   def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
     real, key = inputs
     z_key, penalty_key = jax.random.split(key)
-    z = sample_z(z_key, cfg.batch_size, cfg.z_dim)
+    z = noise(z_key, cfg.batch_size)
     fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True)
     return critic_update(carry, real=real, fake=jax.lax.stop_gradient(fake), key=penalty_key)
 
   def generator_update(state: GanState, key):
-    z = sample_z(key, cfg.g_batch_size, cfg.z_dim)
+    z = noise(key, cfg.g_batch_size)
 
     def g_loss_fn(g_params):
       fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True)
@@ -137,6 +159,8 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
       return loss.g(d_fake=d_fake), new_g_state
 
     (g_loss, g_state), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+    grads = mean_over_devices(grads, cfg.axis_name)
+    g_loss = mean_over_devices(g_loss, cfg.axis_name)
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(grads)}

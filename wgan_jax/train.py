@@ -7,7 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, plots
+from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, parallel, plots
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax.errors import WorkdirError
@@ -19,10 +19,10 @@ EVAL_STREAM = 0x5EED  # folded into the seed for evaluation noise (fixed across 
 
 
 class Run:
-  """Everything built from a config, before any state exists (pure functions + data)."""
+  """Everything built from a config before any state exists: pure functions, the parallel
+  strategy and the data source."""
 
-  def __init__(self, config, *, process_index: int = 0, process_count: int = 1,
-               open_data: bool = True):
+  def __init__(self, config, *, open_data: bool = True):
     """open_data=False: no data source (sampling / evaluating a checkpoint needs none)."""
     config_lib.validate(config)
     self.config = config
@@ -30,36 +30,50 @@ class Run:
     self.plan = lipschitz.make_plan(config.lipschitz)
     self.data_shape = data.data_shape(config.data.name)
     self.is_toy = data.is_toy(config.data.name)
-    self.source = data.make_source(config.data, seed=config.seed, process_index=process_index,
-                                   process_count=process_count) if open_data else None
+    self.strategy = parallel.make_strategy(config.parallel.strategy)
+    parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
+    self.source = data.make_source(
+        config.data, seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count()) if open_data else None
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
+    # Init, sampling and evaluation run outside the step; under pmap the step's generator
+    # batch norm averages its statistics over the devices (same parameters and state).
     self.models = models_lib.build_models(model_config, data_shape=self.data_shape)
+    self.step_models = self.models if self.strategy.axis_name is None else (
+        models_lib.build_models(model_config, data_shape=self.data_shape,
+                                bn_axis_name=self.strategy.axis_name))
     self.g_tx, self.d_tx = optim.make_optimizers(config)
     self.step_config = step_lib.StepConfig(
         n_critic=config.n_critic, batch_size=config.batch_size,
         g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
-        seed=config.seed, ema_decay=config.ema_decay)
+        seed=config.seed, ema_decay=config.ema_decay,
+        num_shards=self.strategy.num_shards if self.strategy.axis_name else 1,
+        axis_name=self.strategy.axis_name)
 
   def init_state(self) -> GanState:
-    init = jax.jit(lambda key: step_lib.init_state(
+    """The initial state in canonical layout (replicated over the mesh when parallel)."""
+    init = lambda key: step_lib.init_state(
         models=self.models, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
         data_shape=self.data_shape, batch_size=min(self.config.batch_size, 8),
-        ema=self.config.ema_decay > 0))
-    return init(jax.random.PRNGKey(self.config.seed))
+        ema=self.config.ema_decay > 0)
+    state = jax.jit(init)(jax.random.PRNGKey(self.config.seed))
+    return state if self.strategy.name == 'single' else parallel.to_replicated(
+        jax.device_get(state), parallel.make_mesh())
 
   def step_fn(self):
     """The pure train step (state, batch) -> (state, metrics)."""
-    return step_lib.make_train_step(models=self.models, loss=self.loss, plan=self.plan,
+    return step_lib.make_train_step(models=self.step_models, loss=self.loss, plan=self.plan,
                                     g_tx=self.g_tx, d_tx=self.d_tx, cfg=self.step_config)
 
   def train_step(self):
-    """The jitted train step; the state argument is donated (updated in place)."""
-    return jax.jit(self.step_fn(), donate_argnums=0)
+    """The compiled train step of the strategy; its state argument is donated."""
+    return self.strategy.compile(self.step_fn())
 
   def batch(self, step: int) -> dict:
+    """This process's real examples of step `step`, laid out for the strategy."""
     x, labels = self.source.batches(step, shape=(self.config.n_critic, self.config.batch_size))
-    return {'x': x}
+    return self.strategy.put_batch({'x': x})
 
   def sample_fn(self):
     """Jitted (g_params, g_state, z) -> samples, with the generator in inference mode."""
@@ -104,6 +118,8 @@ class Evaluator:
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
 
   def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
+    """Scores of the canonical `state` at `step` (the chief process calls this)."""
+    state = parallel.local_copy(state)
     fake = _batched(self.sample, sampling_params(state), state.g_state, self.z)
     if not self.run.is_toy:
       if write_images:
@@ -156,7 +172,7 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   when SIGTERM arrives.
   """
   is_chief = jax.process_index() == 0 if is_chief is None else is_chief
-  run = Run(config, process_index=jax.process_index(), process_count=jax.process_count())
+  run = Run(config)
   checkpoint.check_resumable(workdir, config.to_dict())  # before anything is written
   prepare_workdir(workdir)
   ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
@@ -176,17 +192,19 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
 
 
 def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief) -> dict:
-  config = run.config
+  """The train loop from `start`; `state` is canonical (see wgan_jax.parallel)."""
+  config, strategy = run.config, run.strategy
   total = config.total_steps
   train_step = run.train_step()
   evaluator = Evaluator(run, workdir)
   pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
   last = {}
   batch = run.batch(start) if start < total else None
+  device_state = strategy.to_device(state)
   writer.start(start)
   with checkpoint.PreemptionWatcher() as watcher:
     for step in range(start, total):
-      state, metrics = train_step(state, batch)
+      device_state, metrics = train_step(device_state, batch)
       done = step + 1
       if pending is not None:
         last = writer.write(pending[0], _to_host(pending[1]))
@@ -194,19 +212,21 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
       if done < total:
         batch = run.batch(done)  # overlaps with the step running on the device
       if _every(done, config.log_every_steps, total):
-        pending = (done, metrics)
+        pending = (done, strategy.metrics(metrics))
       is_eval = _every(done, config.eval_every_steps, total)
       is_save = _every(done, config.checkpoint_every_steps, total) or watcher.requested
       if is_eval or is_save:  # a synchronous moment anyway: log now, before saving
+        state = strategy.to_canonical(device_state)
         record = _to_host(pending[1]) if pending is not None else {}
-        if is_eval:
-          record.update(evaluator(state, done, write_images=is_chief))
+        if is_eval and is_chief:
+          record.update(evaluator(state, done, write_images=True))
         if record:
           last = writer.write(done, record)
         pending = None
       if is_save:
         ckpt.save(done, state, {'step': done, 'data_position': done,
-                                'device_count': jax.device_count()}, force=True)
+                                'device_count': jax.device_count(),
+                                'strategy': strategy.name}, force=True)
       if watcher.requested:
         ckpt.wait()
         raise Preempted(done)
@@ -230,7 +250,9 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
   if step not in steps:
     raise WorkdirError(f'{workdir!r} has no checkpoint at step {step}; available: '
                        f'{", ".join(map(str, steps))}')
-  run = Run(ml_collections.ConfigDict(saved), open_data=False)
+  config = ml_collections.ConfigDict(saved)
+  config.parallel.strategy = 'single'  # inference is local, on any device count
+  run = Run(config, open_data=False)
   ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=len(steps))
   try:
     state, _ = ckpt.restore(step, checkpoint.abstract_like(run.init_state()))

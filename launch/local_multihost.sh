@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs N processes on this machine as one real multi-host JAX job (CPU devices).
+#
+#   launch/local_multihost.sh [--dry-run] N [wgan_jax.main args...]
+#
+# Each process gets DEVICES_PER_PROCESS simulated CPU devices (default 2), connects to a
+# coordinator on 127.0.0.1:PORT (default: a free port) and runs python -m wgan_jax.main with
+# the given arguments. PYTHON picks the interpreter (default python3). Process 0 prints to
+# the terminal; process i > 0 logs to $LOG_DIR/process_i.log (default: a temporary folder).
+# The exit status is the first non-zero one among the processes. --dry-run prints the
+# commands instead of running them.
+set -euo pipefail
+
+usage() { echo "usage: $0 [--dry-run] N [wgan_jax.main args...]" >&2; exit 2; }
+
+runner=()
+if [[ "${1:-}" == "--dry-run" ]]; then runner=(echo); shift; fi
+[[ $# -ge 1 && "$1" =~ ^[1-9][0-9]*$ ]] || usage
+n="$1"; shift
+
+python="${PYTHON:-python3}"
+devices="${DEVICES_PER_PROCESS:-2}"
+port="${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+log_dir="${LOG_DIR:-$(mktemp -d)}"
+
+process() {  # process INDEX: one process of the job
+  "${runner[@]}" env "XLA_FLAGS=--xla_force_host_platform_device_count=${devices}" \
+    JAX_PLATFORMS=cpu "$python" -m wgan_jax.main "--coordinator_address=127.0.0.1:${port}" \
+    "--num_processes=${n}" "--process_id=$1" "${args[@]}"
+}
+
+args=("$@")
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup INT TERM
+process 0 &
+pids+=("$!")
+for ((i = 1; i < n; i++)); do
+  if (( ${#runner[@]} )); then process "$i"; else process "$i" >"${log_dir}/process_${i}.log" 2>&1 & fi
+  pids+=("$!")
+done
+
+status=0
+for ((i = 0; i < ${#pids[@]}; i++)); do
+  code=0
+  wait "${pids[$i]}" || code=$?
+  if (( code != 0 && status == 0 )); then
+    status=$code
+    echo "process ${i} failed with status ${code} (logs: ${log_dir})" >&2
+    cleanup
+  fi
+done
+exit "$status"

@@ -1,0 +1,196 @@
+"""Data parallelism: `single`, `pmap` and `jit` (one jit over a device mesh) strategies.
+
+Shape glossary:
+  D      devices in the run (all processes), P processes, L = D / P local devices
+  K, B   n_critic, global critic batch; b = B / D per device
+  batch  process-local host data {'x': [K, B / P, ...]} from the data source
+
+Every strategy computes the same global step: the noise and interpolation weights are drawn
+for the global batch from the step's key and each device takes its slice (so the numbers do
+not depend on the device count), gradients and batch-norm statistics are means over the
+global batch. `jit` gets this from XLA's partitioner (batch sharded over the mesh axis
+`data`, parameters replicated); `pmap` from `lax.pmean` over the axis `data` and
+cross-replica batch norm.
+
+The canonical state (what is checkpointed and sampled from) is the unreplicated GanState,
+replicated over the mesh as global jax.Arrays; `pmap` keeps a stacked per-device copy while
+training.
+"""
+import os
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from wgan_jax.errors import ConfigError
+
+AXIS = 'data'
+STRATEGIES = ('single', 'pmap', 'jit')
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh over all devices (process-major order) with the axis `data`."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  return jax.sharding.Mesh(devices, (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def check_batch(config, num_devices: int, num_processes: int) -> None:
+  """One clear error when the global batches do not split evenly over the devices."""
+  for key, size in (('batch_size', config.batch_size),
+                    ('g_batch_size', config.g_batch_size or config.batch_size)):
+    if size % num_devices or size % num_processes:
+      raise ConfigError(
+          f'{key}={size} does not split over {num_devices} devices '
+          f'({config.parallel.strategy}, {num_processes} processes); use a multiple of '
+          f'{num_devices} or parallel.strategy=single')
+
+
+class Strategy(NamedTuple):
+  """How the train step runs on the devices.
+
+  name:        single | pmap | jit
+  num_shards:  devices the batch is split over (1 for single)
+  axis_name:   the collective axis inside the step (pmap), else None
+  compile:     pure step (state, batch) -> (state, metrics) -> the callable the loop runs
+  to_device:   canonical state -> the layout `compile`'s callable takes
+  to_canonical: that layout -> canonical state (for checkpoints and sampling)
+  put_batch:   process-local host batch -> the batch layout the step takes
+  metrics:     the step's metrics -> host-fetchable scalars
+  """
+  name: str
+  num_shards: int
+  axis_name: Optional[str]
+  compile: Callable
+  to_device: Callable
+  to_canonical: Callable
+  put_batch: Callable
+  metrics: Callable
+
+
+def _identity(x):
+  return x
+
+
+def replicated_sharding(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def to_replicated(tree, mesh):
+  """Host-identical values -> global arrays replicated over `mesh` (every process calls)."""
+  sharding = replicated_sharding(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(
+      lambda x: multihost_utils.host_local_array_to_global_array(np.asarray(x), mesh, P()),
+      tree)
+
+
+def local_copy(tree):
+  """This process's copy of a replicated state: single-device arrays, no collectives."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
+def _single() -> Strategy:
+  return Strategy('single', 1, None, lambda fn: jax.jit(fn, donate_argnums=0),
+                  _identity, _identity, lambda batch: batch, _identity)
+
+
+def _jit(mesh) -> Strategy:
+  replicated = replicated_sharding(mesh)
+  batch_sharding = NamedSharding(mesh, P(None, AXIS))  # [K, B, ...]: B over the devices
+
+  def compile_(fn):
+    return jax.jit(fn, in_shardings=(replicated, batch_sharding),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+  def put_batch(batch):
+    def put(x):
+      global_shape = (x.shape[0], x.shape[1] * jax.process_count()) + x.shape[2:]
+      return jax.make_array_from_process_local_data(batch_sharding, x, global_shape)
+    return jax.tree.map(put, batch)
+
+  return Strategy('jit', mesh.size, None, compile_, lambda s: to_replicated(s, mesh),
+                  _identity, put_batch, _identity)
+
+
+def _pmap(mesh) -> Strategy:
+  n_local = jax.local_device_count()
+
+  def compile_(fn):
+    return jax.pmap(fn, axis_name=AXIS, donate_argnums=0)
+
+  def to_device(state):
+    host = jax.device_get(state)
+    return jax.tree.map(lambda x: np.broadcast_to(x, (n_local,) + np.shape(x)), host)
+
+  def to_canonical(state):
+    return to_replicated(jax.device_get(jax.tree.map(lambda x: x[0], state)), mesh)
+
+  def put_batch(batch):
+    # [K, B / P, ...] -> [L, K, B / D, ...]: local device i takes the i-th block.
+    def split(x):
+      k, b = x.shape[:2]
+      x = x.reshape((k, n_local, b // n_local) + x.shape[2:])
+      return np.moveaxis(x, 1, 0)
+    return jax.tree.map(split, batch)
+
+  return Strategy('pmap', mesh.size, AXIS, compile_, to_device, to_canonical, put_batch,
+                  lambda m: jax.tree.map(lambda x: x[0], m))
+
+
+def make_strategy(name: str, mesh=None) -> Strategy:
+  if name not in STRATEGIES:
+    raise ConfigError(f'unknown parallel.strategy {name!r}; valid: {", ".join(STRATEGIES)}')
+  if name == 'single':
+    if jax.process_count() > 1:
+      raise ConfigError('parallel.strategy=single runs in one process; use pmap or jit for '
+                        f'a {jax.process_count()}-process job')
+    return _single()
+  mesh = make_mesh() if mesh is None else mesh
+  return _jit(mesh) if name == 'jit' else _pmap(mesh)
+
+
+# ----------------------------------------------------------------------------- in-step helpers
+def local_slice(x, *, axis_name: Optional[str], size: int):
+  """This device's block of a globally drawn array (leading axis), or x itself."""
+  if axis_name is None:
+    return x
+  index = jax.lax.axis_index(axis_name)
+  return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=0)
+
+
+def mean_over_devices(tree, axis_name: Optional[str]):
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+# ----------------------------------------------------------------------------- multi-host
+def cluster_detected() -> bool:
+  """True on a multi-process SLURM job or a multi-worker Cloud TPU slice."""
+  if int(os.environ.get('SLURM_NTASKS', '1')) > 1:
+    return True
+  hosts = os.environ.get('TPU_WORKER_HOSTNAMES', '')
+  return ',' in hosts
+
+
+def initialize_distributed(*, mode: str = 'auto', coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> bool:
+  """jax.distributed.initialize when asked or on a detected cluster; True if multi-process.
+
+  mode: 'auto' (explicit coordinator flags, or a detected SLURM / TPU-pod environment),
+  'on' (always; jax auto-detects the cluster) or 'off'.
+  """
+  explicit = coordinator_address is not None
+  if mode == 'off' or (mode == 'auto' and not explicit and not cluster_detected()):
+    return False
+  # Cross-process collectives between CPU devices go through gloo (no effect on GPU / TPU).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  kwargs: dict[str, Any] = {}
+  if explicit:
+    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                  process_id=process_id)
+  jax.distributed.initialize(**kwargs)
+  return jax.process_count() > 1
