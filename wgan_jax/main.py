@@ -30,6 +30,7 @@ def main(argv):
   from wgan_jax import parallel, train  # after flag checks: jax import cost only for real runs
   parallel.initialize_distributed(mode=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
                                   num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  parallel.enable_compilation_cache()
   try:
     cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value))
   except train.Preempted as e:

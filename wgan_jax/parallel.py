@@ -166,6 +166,25 @@ def mean_over_devices(tree, axis_name: Optional[str]):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+# ----------------------------------------------------------------------------- process setup
+CACHE_ENV = 'WGAN_JAX_COMPILATION_CACHE'
+
+
+def enable_compilation_cache() -> Optional[str]:
+  """XLA's persistent compilation cache: a second run of the same config skips compiling.
+
+  The folder is $WGAN_JAX_COMPILATION_CACHE (default ~/.cache/wgan_jax/xla; an empty value
+  turns the cache off). Returns the folder or None.
+  """
+  path = os.environ.get(CACHE_ENV, os.path.join(os.path.expanduser('~'), '.cache', 'wgan_jax',
+                                                'xla'))
+  if not path:
+    return None
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  return path
+
+
 # ----------------------------------------------------------------------------- multi-host
 def cluster_detected() -> bool:
   """True on a multi-process SLURM job or a multi-worker Cloud TPU slice."""

@@ -40,6 +40,7 @@ class StepConfig(NamedTuple):
   ema_decay: float
   num_shards: int = 1              # devices the batch is split over (pmap)
   axis_name: Optional[str] = None  # the pmap axis, else None
+  critic_unroll: int = 1           # lax.scan unroll of the critic updates
 
 
 def step_key(seed: int, step) -> jax.Array:
@@ -170,7 +171,8 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
     carry, d_metrics = jax.lax.scan(
         lambda carry, xs: critic_scan_body(state, carry, xs),
-        CriticCarry(state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]))
+        CriticCarry(state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]),
+        unroll=cfg.critic_unroll)
     state = state._replace(d_params=carry.d_params, d_state=carry.d_state,
                            d_opt_state=carry.d_opt_state)
     g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
