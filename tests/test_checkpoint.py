@@ -29,7 +29,8 @@ def _start(workdir, overrides=OVERRIDES):
   return subprocess.Popen(
       [sys.executable, '-m', 'wgan_jax.main', f'--config={CONFIG}', f'--workdir={workdir}',
        *_flags(overrides)], cwd=configs_loader.ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+      stderr=subprocess.PIPE, text=True,
+      env=dict(os.environ, JAX_PLATFORMS='cpu', WGAN_JAX_COMPILATION_CACHE=''))
 
 
 def _records(workdir):
@@ -50,16 +51,25 @@ def reference(tmp_path_factory):
   return workdir, _records(workdir), _final(workdir)
 
 
+def _wait_for_records(proc, workdir, n):
+  """Waits until metrics.jsonl has n records; False if the process ended first."""
+  file = workdir / 'metrics.jsonl'
+  while proc.poll() is None:
+    if file.exists() and len(file.read_text().splitlines()) >= n:
+      return True
+    time.sleep(0.01)
+  return False
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(reference, tmp_path):
   _, ref_records, (ref_state, ref_step, ref_samples) = reference
   rng = random.Random(0)
   kills = 0
   while True:
     proc = _start(tmp_path)
-    deadline = time.time() + rng.uniform(3.0, 9.0)
-    while proc.poll() is None and time.time() < deadline and kills < 5:
-      time.sleep(0.05)
-    if proc.poll() is None and kills < 5:
+    # Kill at a random step, a random moment after it (saves run every 4 steps).
+    if kills < 4 and _wait_for_records(proc, tmp_path, rng.randint(1, 29)):
+      time.sleep(rng.uniform(0.0, 0.2))
       proc.send_signal(signal.SIGKILL)
       proc.wait()
       kills += 1
@@ -74,18 +84,23 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(reference, tmp_path)
   np.testing.assert_array_equal(samples, ref_samples)
 
 
-def test_sigterm_saves_then_resumes_bit_exact(reference, tmp_path):
+def test_sigterm_saves_then_resumes_bit_exact(reference, tmp_path, monkeypatch):
   _, ref_records, (ref_state, _, _) = reference
-  proc = _start(tmp_path, dict(OVERRIDES, checkpoint_every_steps=1000))
-  while not os.path.exists(tmp_path / 'metrics.jsonl') or len(_records(tmp_path)) < 3:
-    assert proc.poll() is None, proc.stderr.read()
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=120) == 143
-  stopped = checkpoint.latest_step(str(tmp_path))
-  assert 3 <= stopped < 30 and 'preempted' in proc.stderr.read()
-  proc = _start(tmp_path, dict(OVERRIDES, checkpoint_every_steps=1000))
-  assert proc.wait(timeout=300) == 0, proc.stderr.read()
+  config = _config(checkpoint_every_steps=1000)
+  original = train.MetricWriter.write
+
+  def write_then_preempt(self, step, metrics):
+    if step == 7:
+      os.kill(os.getpid(), signal.SIGTERM)  # the preemption notice, mid-run
+    return original(self, step, metrics)
+
+  monkeypatch.setattr(train.MetricWriter, 'write', write_then_preempt)
+  with pytest.raises(train.Preempted) as stopped:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert 7 <= stopped.value.step < 30
+  assert checkpoint.all_steps(str(tmp_path)) == [stopped.value.step]
+  monkeypatch.setattr(train.MetricWriter, 'write', original)
+  train.train_and_evaluate(config, str(tmp_path))
   assert _records(tmp_path) == ref_records
   chex.assert_trees_all_equal(_final(tmp_path)[0], ref_state)
 

@@ -9,14 +9,13 @@ its step (batches are a pure function of (seed, step)) and so is its randomness
 A save killed midway leaves `<step>.orbax-checkpoint-tmp-*`, which orbax never lists:
 resume always reads the latest complete checkpoint.
 """
-import json
-import os
 import signal
 from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
 
+from wgan_jax import workdir as workdir_lib
 from wgan_jax.errors import WorkdirError
 
 CHECKPOINT_DIR = 'checkpoints'
@@ -46,11 +45,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 
 
 def read_config(workdir: str) -> Optional[dict]:
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  return workdir_lib.read_json(workdir_lib.path(workdir, CONFIG_FILE))
 
 
 def check_resumable(workdir: str, config_dict: dict) -> None:
@@ -75,12 +70,11 @@ def _get(d: dict, dotted: str):
 def all_steps(workdir: str) -> list[int]:
   """The steps of the complete checkpoints, ascending (a save cut off midway has a
   `<step>.orbax-checkpoint-tmp-*` name and is not listed)."""
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
+  directory = workdir_lib.path(workdir, CHECKPOINT_DIR)
+  if not directory.is_dir():
     return []
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit()
-                and os.path.isdir(os.path.join(directory, name, 'state'))
-                and os.path.exists(os.path.join(directory, name, '_CHECKPOINT_METADATA')))
+  return sorted(int(d.name) for d in directory.iterdir() if d.name.isdigit()
+                and (d / 'state').is_dir() and (d / '_CHECKPOINT_METADATA').exists())
 
 
 def latest_step(workdir: str) -> Optional[int]:
@@ -121,7 +115,7 @@ class Checkpointer:
     self.workdir = workdir
     self.every_steps = every_steps
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+        workdir_lib.path(workdir, CHECKPOINT_DIR).resolve(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=True),
         item_handlers={'state': ocp.StandardCheckpointHandler(),

@@ -1,8 +1,9 @@
 """Metrics out: metrics.jsonl, TensorBoard event files and a progress line on stdout."""
 import json
 import math
-import os
 import time
+
+from wgan_jax import workdir as workdir_lib
 
 METRICS_FILE = 'metrics.jsonl'
 
@@ -16,23 +17,19 @@ def _format_duration(seconds: float) -> str:
   return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
 
 
-def truncate_records(path: str, last_step: int) -> None:
-  """Keeps the records of steps <= last_step (and drops a line cut off by a kill)."""
-  if not os.path.exists(path):
-    return
+def kept_lines(file, last_step: int) -> list[str]:
+  """The records of steps <= last_step in `file` (a line cut off by a kill is dropped)."""
+  if not file.exists():
+    return []
   kept = []
-  with open(path) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if record.get('step', 0) <= last_step:
-        kept.append(json.dumps(record) + '\n')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  for line in file.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if record.get('step', 0) <= last_step:
+      kept.append(json.dumps(record) + '\n')
+  return kept
 
 
 class MetricWriter:
@@ -49,9 +46,8 @@ class MetricWriter:
     self._tb = None
     self._file = None
     if enabled:
-      path = os.path.join(workdir, METRICS_FILE)
-      truncate_records(path, resume_step)
-      self._file = open(path, 'a')
+      file = workdir_lib.path(workdir, METRICS_FILE)
+      self._file = workdir_lib.LineFile(file, kept_lines(file, resume_step))
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
       self._tb = SummaryWriter(logdir=workdir, flush_secs=30,
                                purge_step=resume_step + 1 if resume_step else None)
@@ -71,8 +67,7 @@ class MetricWriter:
     rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else float('nan')
     self._t0, self._step0 = now, step
     record['steps_per_sec'] = rate
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
+    self._file.append(json.dumps(record) + '\n')
     for key, value in metrics.items():
       if isinstance(value, str):  # e.g. eval/protocol/reference_split
         self._tb.add_text(key, value, step)

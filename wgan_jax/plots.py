@@ -12,6 +12,7 @@ Shapes:
 import math
 
 import numpy as np
+from etils import epath
 
 TOY_FIGSIZE = (5.0, 5.0)  # inches; plot_toy PNGs are TOY_FIGSIZE * dpi pixels
 TOY_DPI = 100
@@ -85,7 +86,8 @@ def plot_toy(path: str, *, real: np.ndarray, fake: np.ndarray,
     ax.set_aspect('equal', adjustable='box')
     if title:
       ax.set_title(title)
-    fig.savefig(path, dpi=dpi)
+    with epath.Path(path).open('wb') as f:  # local or gs://
+      fig.savefig(f, dpi=dpi, format='png')
   finally:
     plt.close(fig)
 
@@ -132,5 +134,6 @@ def save_image_grid(path: str, images: np.ndarray, *, ncol: int | None = None) -
   from PIL import Image
 
   grid = images_to_uint8_grid(images, ncol=ncol)
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path, format='PNG')
+  with epath.Path(path).open('wb') as f:  # local or gs://
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(f, format='PNG')
   return grid

@@ -1,6 +1,4 @@
 """Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
-import json
-import os
 from typing import Optional
 
 import jax
@@ -10,8 +8,9 @@ import numpy as np
 from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, parallel, plots
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
+from wgan_jax import workdir as workdir_lib
 from wgan_jax.errors import WorkdirError
-from wgan_jax.eval import toy as toy_eval
+from wgan_jax.eval import image_eval, toy as toy_eval
 from wgan_jax.metrics_writer import MetricWriter
 from wgan_jax.state import GanState, sampling_params
 
@@ -86,19 +85,6 @@ class Run:
     return jax.jit(lambda p, s, x: d_apply(p, s, None, x, update_stats=False)[0])
 
 
-def prepare_workdir(workdir: str) -> None:
-  """Creates the workdir or raises WorkdirError naming why it cannot be written."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_probe')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise WorkdirError(f'cannot write to workdir {workdir!r} ({e.strerror}); '
-                       f'pass --workdir=DIR with a writable directory') from None
-
-
 def _batched(fn, params, state, xs, batch: int = 1024):
   return np.concatenate([np.asarray(fn(params, state, xs[i:i + batch]))
                          for i in range(0, len(xs), batch)])
@@ -109,13 +95,17 @@ class Evaluator:
 
   def __init__(self, run: Run, workdir: str):
     self.run = run
-    self.sample_dir = os.path.join(workdir, 'samples')
+    self.sample_dir = workdir_lib.path(workdir, 'samples')
     self.sample = run.sample_fn()
     self.critic = run.critic_fn()
     cfg = run.config
     n = cfg.eval.num_samples if run.is_toy else cfg.eval.num_images
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM)
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
+    self.image_eval = image_eval.make_image_evaluator(run, workdir)  # None unless config.evals
+
+  def scores_due(self, step: int) -> bool:
+    return self.image_eval is not None and self.image_eval.due(step)
 
   def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
     """Scores of the canonical `state` at `step` (the chief process calls this)."""
@@ -123,16 +113,18 @@ class Evaluator:
     fake = _batched(self.sample, sampling_params(state), state.g_state, self.z)
     if not self.run.is_toy:
       if write_images:
-        os.makedirs(self.sample_dir, exist_ok=True)
-        plots.save_image_grid(os.path.join(self.sample_dir, f'step_{step:07d}.png'), fake)
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        plots.save_image_grid(self.sample_dir / f'step_{step:07d}.png', fake)
+      if self.scores_due(step):
+        return image_eval.flat_record(self.image_eval(state, step, write=write_images))
       return {}
     real = self.run.source.eval_real(len(fake), index=step)
     scores = toy_eval.evaluate_toy(fake, real, spec=self.run.source.spec)
     if write_images:
       xs, ys, grid = plots.toy_grid(real, fake)
       values = _batched(self.critic, state.d_params, state.d_state, grid)
-      os.makedirs(self.sample_dir, exist_ok=True)
-      plots.plot_toy(os.path.join(self.sample_dir, f'step_{step:07d}.png'), real=real, fake=fake,
+      self.sample_dir.mkdir(parents=True, exist_ok=True)
+      plots.plot_toy(self.sample_dir / f'step_{step:07d}.png', real=real, fake=fake,
                      critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
                      title=f'{self.run.config.data.name}, step {step}')
     return scores
@@ -173,15 +165,15 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   """
   is_chief = jax.process_index() == 0 if is_chief is None else is_chief
   run = Run(config)
+  image_eval.validate(config, is_toy=run.is_toy)  # missing weights / stats: before any write
   checkpoint.check_resumable(workdir, config.to_dict())  # before anything is written
-  prepare_workdir(workdir)
+  workdir_lib.prepare(workdir)
   ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                                  keep=config.keep_checkpoints)
   state = restore_or_init(run, workdir, ckpt)
   start = int(state.step)
   if is_chief:
-    with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
-      json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    workdir_lib.write_json(workdir_lib.path(workdir, checkpoint.CONFIG_FILE), config.to_dict())
   writer = MetricWriter(workdir, total_steps=config.total_steps, enabled=is_chief,
                         resume_step=start)
   try:
@@ -213,7 +205,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
         batch = run.batch(done)  # overlaps with the step running on the device
       if _every(done, config.log_every_steps, total):
         pending = (done, strategy.metrics(metrics))
-      is_eval = _every(done, config.eval_every_steps, total)
+      is_eval = _every(done, config.eval_every_steps, total) or evaluator.scores_due(done)
       is_save = _every(done, config.checkpoint_every_steps, total) or watcher.requested
       if is_eval or is_save:  # a synchronous moment anyway: log now, before saving
         state = strategy.to_canonical(device_state)

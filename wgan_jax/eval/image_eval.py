@@ -1,0 +1,268 @@
+"""FID, IS, KID and SWD of a generator on image data, with the protocol of every score.
+
+Configured by `config.evals` (wgan_jax.config_lib.base_config):
+  every_steps        evaluate every this many generator steps and at the last step (0: off)
+  metrics            comma-separated subset of fid, is, kid, swd
+  num_samples        generated images for FID, KID (5000, SNGAN: 5k fake vs 10k real)
+  is_num_samples     generated images for IS, in 10 splits (50000 = SNGAN's 10 x 5000)
+  swd_num_images     generated and real images for SWD (real: the training split)
+  batch_size         images per generator / Inception forward pass
+  reference_stats    .npz of python -m wgan_jax.eval.reference_stats (fid, kid)
+  inception_weights  .npz of python -m wgan_jax.eval.convert_inception (fid, is, kid)
+
+Samples come from the EMA generator where configured (state.sampling_params) with fixed noise
+(the same z at every evaluation). Scores: eval/fid, eval/is, eval/is_std, eval/kid,
+eval/kid_std, eval/swd (and eval/swd_<res> per pyramid level), each written together with
+eval/protocol/* (sample counts, reference dataset / split / count, Inception weights checksum,
+resize method, ...) into metrics.jsonl and TensorBoard by the trainer, and into
+`<workdir>/scores.json` ({step: {scores..., 'protocol': {...}}}) here.
+"""
+from typing import Optional
+
+import jax
+import numpy as np
+
+from wgan_jax import registry
+from wgan_jax.errors import ConfigError, DataError
+from wgan_jax.eval import fid, metrics as metrics_lib, swd as swd_lib
+
+SCORES_FILE = 'scores.json'
+EVAL_STREAM = 0x5EED + 1  # folded into the seed for the evaluation noise (fixed across evals)
+METRICS = {  # name -> (needs Inception weights, needs reference statistics)
+    'fid': (True, True),
+    'is': (True, False),
+    'kid': (True, True),
+    'swd': (False, False),
+}
+
+
+def parse_metrics(spec: str) -> tuple[str, ...]:
+  """'fid,is' -> ('fid', 'is'); ConfigError naming an unknown metric and the valid ones."""
+  names = tuple(dict.fromkeys(t.strip() for t in str(spec).split(',') if t.strip()))
+  for name in names:
+    registry.lookup(METRICS, name, 'evals.metrics entry')
+  if not names:
+    raise ConfigError(f'evals.metrics is empty; valid: {", ".join(METRICS)}')
+  return names
+
+
+def _needs(names) -> tuple[bool, bool]:
+  return any(METRICS[n][0] for n in names), any(METRICS[n][1] for n in names)
+
+
+def enabled(config) -> bool:
+  """Whether config.evals asks for image evaluation during training."""
+  evals = config.get('evals')
+  return evals is not None and evals.every_steps > 0
+
+
+def validate(config, *, is_toy: bool) -> None:
+  """Raises ConfigError / DataError (one line) before anything is written, when evals are on.
+
+  Checks the values of config.evals, and that the Inception weights and reference
+  statistics the requested metrics need exist, are the right kind of file, agree on the
+  Inception weights and were computed on config.data.name.
+  """
+  evals = config.get('evals')
+  if evals is None:
+    return
+  if evals.every_steps < 0:
+    raise ConfigError(f'evals.every_steps must be >= 0 (0: off), got {evals.every_steps}')
+  if evals.every_steps == 0:
+    return
+  if is_toy:
+    raise ConfigError('evals (FID / IS / KID / SWD) are for image data; built-in 2-D data is '
+                      'evaluated by eval/w1 every eval_every_steps: set evals.every_steps=0')
+  names = parse_metrics(evals.metrics)
+  for key, low in (('num_samples', 2), ('batch_size', 1)):
+    if evals[key] < low:
+      raise ConfigError(f'evals.{key} must be >= {low}, got {evals[key]}')
+  if 'is' in names and evals.is_num_samples < metrics_lib.IS_SPLITS:
+    raise ConfigError(f'evals.is_num_samples must be >= {metrics_lib.IS_SPLITS} (IS splits), '
+                      f'got {evals.is_num_samples}')
+  if 'swd' in names and evals.swd_num_images < 2:
+    raise ConfigError(f'evals.swd_num_images must be >= 2, got {evals.swd_num_images}')
+  check_files(evals, names, dataset=config.data.name, split=config.data.split)
+
+
+def check_files(evals, names, *, dataset: str, split: str = 'train') -> Optional[dict]:
+  """Checks the weights / reference files `names` need; returns the reference protocol."""
+  from wgan_jax.eval import inception, reference_stats  # pylint: disable=import-outside-toplevel
+  needs_weights, needs_reference = _needs(names)
+  sha = None
+  if needs_weights:
+    if not evals.inception_weights:
+      raise DataError(f'evals.metrics={",".join(names)} needs the FID Inception weights: '
+                      f'download {inception.WEIGHTS_FILE} ({inception.WEIGHTS_URL}), convert it '
+                      f'with python -m wgan_jax.eval.convert_inception --torch_weights='
+                      f'{inception.WEIGHTS_FILE} --out=inception_fid.npz and pass '
+                      '--config.evals.inception_weights=inception_fid.npz')
+    sha = inception.check_weights_file(evals.inception_weights)
+  if not needs_reference:
+    return None
+  if not evals.reference_stats:
+    raise DataError(f'evals.metrics={",".join(names)} needs reference statistics: '
+                    f'python -m wgan_jax.eval.reference_stats --dataset={dataset} --split=train '
+                    f'--weights={evals.inception_weights or "inception_fid.npz"} --out=FILE.npz, '
+                    'then --config.evals.reference_stats=FILE.npz')
+  protocol = reference_stats.read_protocol(evals.reference_stats, dataset=dataset)
+  if protocol.get('dataset') != dataset:
+    raise DataError(f'reference statistics {evals.reference_stats!r} are of dataset '
+                    f'{protocol.get("dataset")!r}, but this run trains on {dataset!r}')
+  if protocol.get('weights_sha256') != sha:
+    raise DataError(f'reference statistics {evals.reference_stats!r} were computed with other '
+                    f'Inception weights (sha256 {str(protocol.get("weights_sha256"))[:12]}...) '
+                    f'than {evals.inception_weights!r} ({sha[:12]}...); recompute them')
+  if 'kid' in names and not protocol.get('num_kid_features'):
+    raise DataError(f'reference statistics {evals.reference_stats!r} hold no KID features; '
+                    'recompute them with --num_kid_features > 0')
+  return protocol
+
+
+# ----------------------------------------------------------------------------- scores.json
+
+
+def write_scores(workdir: str, step: int, scores: dict) -> None:
+  """Merges {step: scores} into <workdir>/scores.json (rewritten whole; gs:// works too)."""
+  from wgan_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  file = workdir_lib.path(workdir, SCORES_FILE)
+  try:
+    table = workdir_lib.read_json(file) or {}
+  except ValueError:  # a file cut off by a kill
+    table = {}
+  table[str(int(step))] = scores
+  workdir_lib.write_json(file, table)
+
+
+def flat_record(scores: dict) -> dict:
+  """{'eval/fid': .., 'protocol': {k: v}} -> {'eval/fid': .., 'eval/protocol/k': v}."""
+  out = {k: v for k, v in scores.items() if k != 'protocol'}
+  out.update({f'eval/protocol/{k}': v for k, v in scores.get('protocol', {}).items()})
+  return out
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+class ImageEvaluator:
+  """Computes the configured image metrics of a GanState (see the module docstring)."""
+
+  def __init__(self, *, run, evals, workdir: Optional[str], real_source=None):
+    """Loads the weights / statistics the metrics need.
+
+    Args:
+      run: a wgan_jax.train.Run (models, config, sample_fn).
+      evals: the config.evals ConfigDict.
+      workdir: where scores.json is written (None: not written).
+      real_source: an image source for SWD's real images (default run.source).
+    """
+    from wgan_jax import step as step_lib  # pylint: disable=import-outside-toplevel
+    from wgan_jax.eval import inception, reference_stats  # pylint: disable=import-outside-toplevel
+    config = run.config
+    self.names = parse_metrics(evals.metrics)
+    self.every_steps = int(evals.every_steps)
+    self.total_steps = int(config.total_steps)
+    self.workdir = workdir
+    self.batch_size = int(evals.batch_size)
+    self.sample = run.sample_fn()
+    needs_weights, needs_reference = _needs(self.names)
+    ref_protocol = check_files(evals, self.names, dataset=config.data.name,
+                               split=config.data.split)
+    self.num_fid = int(evals.num_samples) if {'fid', 'kid'} & set(self.names) else 0
+    self.num_is = int(evals.is_num_samples) if 'is' in self.names else 0
+    self.num_swd = int(evals.swd_num_images) if 'swd' in self.names else 0
+    n = max(self.num_fid, self.num_is, self.num_swd)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_STREAM)
+    self.z = step_lib.sample_z(key, n, run.models.z_dim)
+    protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
+                'seed': int(config.seed)}
+    self.features = None
+    if needs_weights:
+      weights = inception.load_params(evals.inception_weights)
+      self.features = inception.make_feature_fn(weights.params, batch_size=self.batch_size)
+      protocol.update(weights_sha256=weights.source_sha256, weights_file=inception.WEIGHTS_FILE,
+                      resize=inception.RESIZE_METHOD)
+    self.reference = None
+    if needs_reference:
+      self.reference = reference_stats.load(evals.reference_stats)
+      protocol.update(num_fake=self.num_fid, num_real=int(ref_protocol['num_samples']),
+                      reference_dataset=ref_protocol['dataset'],
+                      reference_split=ref_protocol['split'],
+                      reference_resize=ref_protocol['resize'])
+    if 'kid' in self.names:
+      protocol.update(kid_subsets=metrics_lib.KID_SUBSETS,
+                      kid_subset_size=min(metrics_lib.KID_SUBSET_SIZE, self.num_fid,
+                                          len(self.reference.kid_features)),
+                      kid_num_real=len(self.reference.kid_features))
+    if 'is' in self.names:
+      protocol.update(is_num_samples=self.num_is, is_splits=metrics_lib.IS_SPLITS)
+    self.swd_real = None
+    if 'swd' in self.names:
+      source = real_source if real_source is not None else run.source
+      if source is None:
+        raise DataError('swd needs real images but the run has no data source')
+      self.swd_real = source.eval_real(self.num_swd, index=0)
+      protocol.update(swd_num_images=self.num_swd, swd_real_split=config.data.split,
+                      swd_nhoods_per_image=swd_lib.NHOODS_PER_IMAGE,
+                      swd_directions=swd_lib.DIR_REPEATS * swd_lib.DIRS_PER_REPEAT)
+    self.protocol = protocol
+
+  def due(self, step: int) -> bool:
+    """Whether `step` is an evaluation step (every `every_steps` and the last step)."""
+    return self.every_steps > 0 and (step % self.every_steps == 0 or step == self.total_steps)
+
+  def _generate(self, state):
+    """Fake images through Inception in batches: (features, logits, swd images)."""
+    from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
+    params = sampling_params(state)
+    feats, logits, images = [], [], []
+    n_features = max(self.num_fid, self.num_is) if self.features is not None else 0
+    for start in range(0, len(self.z), self.batch_size):
+      fake = np.asarray(self.sample(params, state.g_state, self.z[start:start + self.batch_size]))
+      if start < self.num_swd:
+        images.append(fake[:self.num_swd - start])
+      if start < n_features:
+        f, l = self.features(fake)
+        feats.append(f)
+        logits.append(l)
+    cat = lambda xs: np.concatenate(xs) if xs else None
+    return cat(feats), cat(logits), cat(images)
+
+  def __call__(self, state, step: int, *, write: bool = True) -> dict:
+    """The scores of `state` at `step`: {'eval/<metric>': value, 'protocol': {...}}.
+
+    Writes them into <workdir>/scores.json when `write` and a workdir was given.
+    """
+    feats, logits, images = self._generate(state)
+    scores = {}
+    if 'fid' in self.names:
+      scores['eval/fid'] = fid.frechet_distance_to(
+          feats[:self.num_fid], self.reference.mu, self.reference.sigma,
+          sqrt_sigma2=self.reference.sqrt_sigma)
+    if 'is' in self.names:
+      mean, std = metrics_lib.inception_score(metrics_lib.softmax(logits[:self.num_is]))
+      scores.update({'eval/is': mean, 'eval/is_std': std})
+    if 'kid' in self.names:
+      mean, std, _ = metrics_lib.kid(feats[:self.num_fid], self.reference.kid_features)
+      scores.update({'eval/kid': mean, 'eval/kid_std': std})
+    if 'swd' in self.names:
+      scores.update({f'eval/{k}': v for k, v in swd_lib.swd(self.swd_real, images).items()})
+    scores['protocol'] = dict(self.protocol)
+    if write and self.workdir:
+      write_scores(self.workdir, step, scores)
+    return scores
+
+
+def make_image_evaluator(run, workdir: Optional[str] = None,
+                         evals=None) -> Optional[ImageEvaluator]:
+  """The evaluator the trainer calls, or None when evals are off or the data is 2-D.
+
+  Args:
+    run: a wgan_jax.train.Run.
+    workdir: where scores.json is written.
+    evals: overrides run.config.evals.
+  """
+  evals = evals if evals is not None else run.config.get('evals')
+  if evals is None or evals.every_steps <= 0 or run.is_toy:
+    return None
+  return ImageEvaluator(run=run, evals=evals, workdir=workdir)

@@ -1,0 +1,186 @@
+"""Reference statistics of a real dataset, computed once: Inception mu, sigma and KID features.
+
+  python -m wgan_jax.eval.reference_stats --dataset=cifar10 --split=train --out=FILE.npz \
+      [--weights=inception_fid.npz] [--num_samples=10000] [--data_dir=DIR]
+
+The images are the first N of the dataset's seed-0 training-order permutation (all of the
+split when N is 0 or larger than the split; 10000 by default, the SNGAN protocol's real count),
+preprocessed exactly as for training (wgan_jax.data.images), then resized for Inception as in
+wgan_jax.eval.inception. The file stores:
+
+  mu            float64 [2048]        mean of the pool3 features
+  sigma         float64 [2048, 2048]  their covariance (ddof 1)
+  sqrt_sigma    float64 [2048, 2048]  its PSD square root (fid.psd_sqrt), so that each FID
+                                      during training needs no eigendecomposition of sigma
+  kid_features  float32 [K, 2048]     the first K = min(N, --num_kid_features) features (KID)
+  protocol      JSON: dataset, split, num_samples, selection, image_shape, weights_sha256
+                (of the source .pth), resize, num_kid_features, format
+"""
+import json
+import os
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from wgan_jax.errors import DataError
+from wgan_jax.eval import fid, inception
+
+FORMAT = 'wgan_jax.reference_stats.v1'
+SELECTION_SEED = 0
+SELECTION = (f'first num_samples of the split in wgan_jax.data.images order '
+             f'(permutation seed {SELECTION_SEED}, epoch 0)')
+DEFAULT_NUM_SAMPLES = 10_000
+DEFAULT_NUM_KID_FEATURES = 5_000
+
+
+class ReferenceStats(NamedTuple):
+  """A loaded reference-statistics file."""
+  mu: np.ndarray
+  sigma: np.ndarray
+  sqrt_sigma: np.ndarray
+  kid_features: np.ndarray
+  protocol: dict
+
+
+def read_real_images(dataset: str, *, split: str, data_dir: str | None, num_samples: int,
+                     batch_size: int):
+  """(count, generator of float32 [b, H, W, C] batches in [-1, 1]) of the selected images."""
+  from wgan_jax.data import images  # tfds only here
+
+  source = images.ImageSource(dataset, split=split, data_dir=data_dir or None,
+                              seed=SELECTION_SEED)
+  total = source.num_examples
+  n = total if num_samples <= 0 else min(num_samples, total)
+
+  def batches():
+    try:
+      for step in range(-(-n // batch_size)):
+        x, _ = source.batches(step, shape=(batch_size,))
+        yield x[:n - step * batch_size]
+    finally:
+      source.close()
+
+  return n, batches()
+
+
+def compute(batches, features_fn: Callable, *, num_kid_features: int) -> dict:
+  """mu, sigma, sqrt_sigma, kid_features of the Inception features of image batches."""
+  feats = np.concatenate([features_fn(x)[0] for x in batches])
+  mu, sigma = fid.statistics(feats)
+  return dict(mu=mu, sigma=sigma, sqrt_sigma=fid.psd_sqrt_from_features(feats),
+              kid_features=feats[:num_kid_features].astype(np.float32))
+
+
+def save(path: str, *, mu, sigma, sqrt_sigma, kid_features, protocol: dict) -> None:
+  """Writes a reference-statistics .npz."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'wb') as f:
+    np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
+             sqrt_sigma=np.asarray(sqrt_sigma, np.float64),
+             kid_features=np.asarray(kid_features, np.float32),
+             protocol=np.array(json.dumps(dict(protocol, format=FORMAT), sort_keys=True)))
+
+
+def missing_message(path: str, dataset: str = 'cifar10', split: str = 'train') -> str:
+  return (f'reference statistics {path!r} not found: compute them once with python -m '
+          f'wgan_jax.eval.reference_stats --dataset={dataset} --split={split} '
+          f'--weights=inception_fid.npz --out={path or "FILE.npz"}')
+
+
+def read_protocol(path: str, *, dataset: str = 'cifar10', split: str = 'train') -> dict:
+  """The protocol of a reference-statistics file (reads only that entry).
+
+  Raises:
+    DataError: missing or unreadable file, or not a reference-statistics file.
+  """
+  if not path or not os.path.isfile(path):
+    raise DataError(missing_message(path, dataset, split))
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      protocol = json.loads(str(f['protocol'])) if 'protocol' in f.files else {}
+  except (OSError, ValueError) as e:
+    raise DataError(f'cannot read reference statistics {path!r} ({e}); re-create them with '
+                    'python -m wgan_jax.eval.reference_stats') from None
+  if protocol.get('format') != FORMAT:
+    raise DataError(f'{path!r} is not a reference-statistics file (format '
+                    f'{protocol.get("format")!r}); create it with python -m '
+                    'wgan_jax.eval.reference_stats')
+  return protocol
+
+
+def load(path: str) -> ReferenceStats:
+  """Loads a reference-statistics file (see `read_protocol` for the errors)."""
+  protocol = read_protocol(path)
+  with np.load(path, allow_pickle=False) as f:
+    return ReferenceStats(f['mu'], f['sigma'], f['sqrt_sigma'], f['kid_features'], protocol)
+
+
+def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
+                            num_samples: int = DEFAULT_NUM_SAMPLES, data_dir: str = '',
+                            batch_size: int = 100,
+                            num_kid_features: int = DEFAULT_NUM_KID_FEATURES,
+                            input_size: int = inception.INPUT_SIZE) -> dict:
+  """Computes and writes the reference statistics of (dataset, split); returns the protocol.
+
+  Args:
+    dataset: a wgan_jax.data.images dataset name.
+    split: tfds split.
+    out: .npz to write.
+    weights: converted Inception weights (inception.load_params).
+    num_samples: N real images (0: the whole split).
+    data_dir: tfds data_dir ('' : the default).
+    batch_size: images per Inception forward pass.
+    num_kid_features: features kept for KID.
+    input_size: Inception input size; 299 is the protocol (tests use less for speed).
+
+  Raises:
+    DataError / ConfigError: missing weights, unknown or unprepared dataset.
+  """
+  loaded = inception.load_params(weights)  # fail on missing weights before reading data
+  n, batches = read_real_images(dataset, split=split, data_dir=data_dir,
+                                num_samples=num_samples, batch_size=batch_size)
+  features_fn = inception.make_feature_fn(loaded.params, batch_size=batch_size, size=input_size)
+  stats = compute(batches, features_fn, num_kid_features=num_kid_features)
+  resize = (inception.RESIZE_METHOD if input_size == inception.INPUT_SIZE
+            else f'{inception.RESIZE_METHOD} (input {input_size})')
+  protocol = {'dataset': dataset, 'split': split, 'num_samples': n, 'selection': SELECTION,
+              'weights_sha256': loaded.source_sha256, 'resize': resize,
+              'num_kid_features': len(stats['kid_features'])}
+  save(out, **stats, protocol=protocol)
+  return protocol
+
+
+def main(argv) -> None:
+  del argv
+  from absl import flags, logging  # pylint: disable=import-outside-toplevel
+  from wgan_jax import cli  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)
+  f = flags.FLAGS
+  if not f.dataset or not f.out:
+    cli.fail('--dataset and --out are required, e.g. --dataset=cifar10 --split=train '
+             '--out=cifar10_train_stats.npz')
+  protocol = cli.run_user_errors(lambda: compute_reference_stats(
+      dataset=f.dataset, split=f.split, out=f.out, weights=f.weights,
+      num_samples=f.num_samples, data_dir=f.data_dir, batch_size=f.batch_size,
+      num_kid_features=f.num_kid_features))
+  print(json.dumps({'out': f.out, **protocol}, sort_keys=True))
+
+
+def define_flags() -> None:
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string('dataset', None, 'Image dataset name, e.g. cifar10.')
+  flags.DEFINE_string('split', 'train', 'tfds split.')
+  flags.DEFINE_string('out', None, 'Reference statistics .npz to write.')
+  flags.DEFINE_string('weights', 'inception_fid.npz', 'Converted Inception weights.')
+  flags.DEFINE_integer('num_samples', DEFAULT_NUM_SAMPLES, 'Real images (0: the whole split).')
+  flags.DEFINE_string('data_dir', '', 'tfds data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).')
+  flags.DEFINE_integer('batch_size', 100, 'Images per Inception forward pass.')
+  flags.DEFINE_integer('num_kid_features', DEFAULT_NUM_KID_FEATURES, 'Features kept for KID.')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from wgan_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  define_flags()
+  app.run(main, flags_parser=_cli.parse_flags)
