@@ -2,8 +2,16 @@
 
 RMSProp lr 5e-5 for both players, n_critic 5, batch 64, no batch norm in the critic.
   configs/wgan.py             CIFAR-10, the SNGAN standard CNN (DCGAN-like) with G batch norm.
+                              The WGAN paper reports no CIFAR-10 scores (LSUN samples and
+                              W1-estimate curves); the WGAN-GP paper plots weight clipping
+                              well below WGAN-GP on CIFAR-10 (Figure 3, Inception score
+                              over training), and the SNGAN paper's Table 2 lists it
+                              (standard CNN) well below SN-GANs.
   configs/wgan.py:gaussians8  the same method on gan_toy.py's MLP.
   configs/wgan.py:resnet      the CIFAR ResNet instead.
+  ,no_bn_g ,mlp_g ,no_norm ,tanh   the WGAN-GP paper's architecture settings (see
+                              configs/wgan_gp.py): weight clipping is one of the methods that
+                              failed on some of them (WGAN-GP paper, Figure 2).
   ,smoke                      a tiny, 4-step run (tests).
 The official code also runs 100 critic iterations for the first 25 generator steps and every
 500th; this codebase keeps n_critic fixed (one compiled step).
@@ -12,7 +20,8 @@ from wgan_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet'))
+  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
+                          + config_lib.CONDITIONAL_FLAGS)
   c = config_lib.base_config()
   c.loss = 'wasserstein'
   c.n_critic = 5
@@ -28,6 +37,8 @@ def get_config(arg=None):
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
     c.total_steps = 4000
+  config_lib.apply_arch_flags(c, a.flags)
+  config_lib.apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:
     config_lib.shrink_for_smoke(c)
   return c

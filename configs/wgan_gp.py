@@ -2,17 +2,32 @@
 
   configs/wgan_gp.py             CIFAR-10 ResNet (G 256 ch, D 128 ch, no batch norm in D),
                                  Adam 2e-4 (0, 0.9), linear decay to 0 over 100k G steps;
-                                 paper: IS 7.86 +- .07 (unconditional).
+                                 paper: IS 7.86 +- .07 (unconditional, Table 3; IS over 50k
+                                 samples, 10 splits, the original Inception network).
   configs/wgan_gp.py:gaussians8  gan_toy.py: MLP 3 x 512 ReLU both players, batch 256,
                                  Adam 1e-4 (0.5, 0.9), lambda 0.1 (as in the code).
   configs/wgan_gp.py:cnn         the SNGAN standard CNN with the WGAN-GP recipe.
   ,smoke                         a tiny, 4-step run (tests).
+
+The paper's architecture-robustness settings (Section 5.2, Figure 2: DCGAN, LSGAN, WGAN with
+clipping and WGAN-GP on LSUN bedrooms, one set of hyperparameters each; reported as samples,
+no scores: only WGAN-GP trained every architecture, the others failed on several), as flags
+(config_lib.ARCH_FLAGS, also in configs/wgan.py and configs/sngan.py):
+  ,no_bn_g   no batch norm in G (alias nobn_g), e.g. configs/wgan_gp.py:cnn,no_bn_g
+  ,mlp_g     a 4-layer 512-unit ReLU MLP generator against the file's critic
+             (configs/wgan_gp.py:cnn,mlp_g)
+  ,no_norm   no normalisation in either player (no batch norm in G, no layer norm in D)
+  ,tanh      tanh nonlinearities everywhere in G and D (toy MLP and :cnn)
+Not available: the paper's "constant number of filters in G", "gated multiplicative
+nonlinearities" and "101-layer ResNet" settings. On toy data (e.g.
+configs/wgan_gp.py:gaussians8,tanh) the flags change the toy MLPs the same way.
 """
 from wgan_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet'))
+  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
+                          + config_lib.CONDITIONAL_FLAGS)
   c = config_lib.base_config()
   c.loss = 'wasserstein'
   c.n_critic = 5
@@ -32,6 +47,8 @@ def get_config(arg=None):
     c.total_steps = 4000
     for o in (c.optim.g, c.optim.d):
       o.update(name='adam', lr=1e-4, b1=0.5, b2=0.9, schedule='constant')
+  config_lib.apply_arch_flags(c, a.flags)
+  config_lib.apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:
     config_lib.shrink_for_smoke(c)
   return c

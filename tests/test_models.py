@@ -380,7 +380,7 @@ def test_registry_and_unknown_model_name():
     (dict(name='dcgan', d_norm='batch'), SMALL_IMAGE, 'd_norm must be one of'),
     (dict(name='resnet'), (12, 12, 3), 'multiple of 8'),
     (dict(name='dcgan'), (2,), r'data_shape \(H, W, C\)'),
-    (dict(name='dcgan', activation='tanh'), SMALL_IMAGE, 'only supported by model mlp'),
+    (dict(name='resnet', activation='tanh'), SMALL_IMAGE, 'only supported by models mlp and dcgan'),
     (dict(name='mlp', activation='elu'), (2,), 'activation must be one of'),
     (dict(name='mlp', mlp_hidden=0), (2,), 'mlp_hidden must be a positive integer'),
     (dict(name='mlp', g_batch_norm='yes'), (2,), 'g_batch_norm must be true or false'),

@@ -44,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(name='cifar10', split='train', data_dir=''))
   c.model = ml_collections.ConfigDict(dict(
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
-      g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3))
+      g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,
+      g_name='', g_mlp_layers=0))     # G of another architecture / depth ('', 0: as D)
   c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
   # Image metrics during training, see wgan_jax/eval/image_eval.py (every_steps 0: off).
   c.evals = ml_collections.ConfigDict(dict(
@@ -55,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3            # the last K checkpoints are kept
   c.parallel = ml_collections.ConfigDict(dict(strategy='single'))
+  # Class-conditional GANs: method none | projection | acgan; num_classes 0 = the dataset's.
+  c.conditional = ml_collections.ConfigDict(dict(
+      method='none', num_classes=0, acgan_d_weight=1.0, acgan_g_weight=1.0))
   return c
 
 
@@ -99,6 +103,65 @@ def use_toy_mlp(c: ml_collections.ConfigDict, dataset: str) -> None:
   c.log_every_steps = 100
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
+
+
+# The WGAN-GP paper's architecture-robustness settings (Gulrajani et al. 2017, Section 5.2 /
+# Figure 2, LSUN bedrooms: only WGAN-GP trained every one with one set of hyperparameters),
+# as config-argument flags of every config file:
+#   no_bn_g  no batch norm in the generator (alias nobn_g; the paper also kept the number of
+#            filters constant across G's layers, which the standard CNN does not)
+#   mlp_g    a 4-layer 512-unit ReLU MLP generator against the file's critic
+#   no_norm  no normalisation anywhere: no batch norm in G, no layer norm in D (spectral
+#            normalisation, a Lipschitz method, stays with lipschitz.method=spectral)
+#   tanh     tanh nonlinearities everywhere in G and D (models mlp and dcgan)
+ARCH_FLAGS = ('no_bn_g', 'nobn_g', 'mlp_g', 'no_norm', 'tanh')
+
+
+def apply_arch_flags(c: ml_collections.ConfigDict, flags: Iterable[str]) -> None:
+  """Applies the ARCH_FLAGS among `flags` to the model config (nothing else changes)."""
+  flags = set(flags)
+  if flags & {'no_bn_g', 'nobn_g', 'no_norm'}:
+    c.model.g_batch_norm = False
+  if 'no_norm' in flags and c.model.d_norm == 'layer':
+    c.model.d_norm = 'none'
+  if 'mlp_g' in flags:
+    c.model.update(g_name='mlp', g_mlp_layers=4, mlp_hidden=512, g_batch_norm=False)
+  if 'tanh' in flags:
+    c.model.activation = 'tanh'
+
+
+# Class-conditional flags of every config file:
+#   conditional  a projection discriminator (Miyato & Koyama 2018) and conditional batch
+#                norm in G (an embedding concatenated to z for the toy MLP)
+#   acgan        an auxiliary-classifier critic (AC-WGAN-GP, Gulrajani et al. 2017: critic
+#                CE on real examples, weight 1.0; generator CE on fakes, weight 0.1)
+CONDITIONAL_FLAGS = ('conditional', 'acgan')
+CONDITIONAL_METHODS = ('none', 'projection', 'acgan')
+
+
+def apply_conditional_flags(c: ml_collections.ConfigDict, flags: Iterable[str]) -> None:
+  """Applies the CONDITIONAL_FLAGS among `flags` (labels from the dataset)."""
+  flags = set(flags)
+  _check(not flags >= set(CONDITIONAL_FLAGS),
+         'config arguments conditional and acgan exclude each other; pick one')
+  if 'conditional' in flags:
+    c.conditional.method = 'projection'
+  if 'acgan' in flags:
+    c.conditional.update(method='acgan', acgan_d_weight=1.0, acgan_g_weight=0.1)
+
+
+def num_classes(c: ml_collections.ConfigDict, dataset_classes: int) -> int:
+  """The run's number of classes: 0 when unconditional, else conditional.num_classes or
+  the dataset's; ConfigError when a conditional run has fewer than 2 classes."""
+  if c.get('conditional') is None or c.conditional.method == 'none':
+    return 0  # configs saved before conditional GANs existed have no `conditional`
+  _check(dataset_classes >= 2,
+         f'conditional.method {c.conditional.method!r} needs a labelled dataset; '
+         f'{c.data.name!r} has {dataset_classes} class{"es" if dataset_classes != 1 else ""}')
+  k = c.conditional.num_classes or dataset_classes
+  _check(k >= dataset_classes, f'conditional.num_classes={k} is below the {dataset_classes} '
+                               f'classes of {c.data.name!r} (0: the dataset\'s)')
+  return k
 
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
@@ -150,6 +213,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(0 <= c.ema_decay < 1, f'ema_decay must be in [0, 1) (0 disables), got {c.ema_decay}')
   _check(c.model.z_dim >= 1, f'model.z_dim must be >= 1, got {c.model.z_dim}')
   _check(c.eval.num_samples >= 2, f'eval.num_samples must be >= 2, got {c.eval.num_samples}')
+  cond = c.get('conditional')
+  if cond is not None:
+    _check_name(cond.method, CONDITIONAL_METHODS, 'conditional.method')
+    _check(cond.num_classes >= 0,
+           f'conditional.num_classes must be >= 0 (0: the dataset\'s), got {cond.num_classes}')
+    for key in ('acgan_d_weight', 'acgan_g_weight'):
+      _check(cond[key] >= 0, f'conditional.{key} must be >= 0, got {cond[key]}')
   if c.lipschitz.method == 'spectral':
     _check(c.model.d_norm in ('none', 'spectral'),
            f'lipschitz.method spectral normalises the critic; model.d_norm must be none or '

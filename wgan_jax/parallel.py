@@ -212,4 +212,8 @@ def initialize_distributed(*, mode: str = 'auto', coordinator_address: Optional[
     kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
                   process_id=process_id)
   jax.distributed.initialize(**kwargs)
+  if jax.process_count() > 1:
+    # The first cross-process collective sets up the CPU collectives; do it now, while all
+    # processes are in step, rather than after minutes of unequal compilation.
+    multihost_utils.sync_global_devices('wgan_jax: distributed initialised')
   return jax.process_count() > 1

@@ -51,7 +51,8 @@ def toy_grid(points_a: np.ndarray, points_b: np.ndarray, n: int = 64,
 
 def plot_toy(path: str, *, real: np.ndarray, fake: np.ndarray,
              critic_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-             title: str = '', dpi: int = TOY_DPI) -> None:
+             title: str = '', dpi: int = TOY_DPI,
+             fake_labels: np.ndarray | None = None) -> None:
   """The WGAN-GP paper's toy figure: critic contours, real (orange) and fake (green) points.
 
   Args:
@@ -61,6 +62,8 @@ def plot_toy(path: str, *, real: np.ndarray, fake: np.ndarray,
     critic_grid: optional (xs [N], ys [M], values [M, N]) critic values, see `toy_grid`.
     title: figure title.
     dpi: resolution; the PNG is TOY_FIGSIZE * dpi pixels.
+    fake_labels: optional int [m], the class each fake point was generated for; the fake
+      points are then coloured by class (tab10 / tab20 colours, legend 'class k').
   """
   import matplotlib
   matplotlib.use('Agg')
@@ -82,7 +85,16 @@ def plot_toy(path: str, *, real: np.ndarray, fake: np.ndarray,
       ax.set_xlim(xs[0], xs[-1])
       ax.set_ylim(ys[0], ys[-1])
     ax.scatter(real[:, 0], real[:, 1], c='orange', marker='+', linewidths=0.8, label='real')
-    ax.scatter(fake[:, 0], fake[:, 1], c='green', marker='+', linewidths=0.8, label='fake')
+    if fake_labels is None:
+      ax.scatter(fake[:, 0], fake[:, 1], c='green', marker='+', linewidths=0.8, label='fake')
+    else:
+      fake_labels = np.asarray(fake_labels).reshape(-1)
+      classes = np.unique(fake_labels)
+      cmap = plt.get_cmap('tab10' if classes.max(initial=0) < 10 else 'tab20')
+      for k in classes:
+        pts = fake[fake_labels == k]
+        ax.scatter(pts[:, 0], pts[:, 1], color=cmap(int(k) % cmap.N), marker='.', s=6,
+                   label=f'class {k}')
     ax.set_aspect('equal', adjustable='box')
     if title:
       ax.set_title(title)

@@ -5,7 +5,9 @@ Shape glossary:
   B      critic batch (real and fake examples per critic update)
   Bg     generator batch (fake examples in the generator update)
   Z      z_dim
-  batch  {'x': [K, B, ...]}: K fresh real batches, one per critic update
+  batch  {'x': [K, B, ...]}: K fresh real batches, one per critic update; class-conditional
+         runs also {'label': int32 [K, B]}
+  C      number of classes (conditional runs)
 
 Randomness: the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
 update (noise z and interpolation weights) and one for the generator update. A resumed run
@@ -15,6 +17,14 @@ Data parallelism (wgan_jax.parallel): under pmap (cfg.axis_name set) every devic
 b = B / num_shards examples; noise and interpolation weights are still drawn for the
 global batch and sliced, and gradients and metrics are averaged over the devices, so the
 step computes the same numbers whatever the device count.
+
+Class-conditional runs (models.num_classes > 0): real labels come from the batch, fake
+labels are drawn uniformly per example (for the global batch, sliced like z) from
+fold_in(key, LABEL_STREAM), so unconditional runs draw exactly the numbers they drew before.
+With critic head 'acgan' the critic adds acgan_d_weight * CE(classifier(real), real labels)
+(AC-WGAN-GP, Gulrajani et al. 2017, gan_cifar_resnet.py: real examples only) and the
+generator acgan_g_weight * CE(classifier(fake), sampled labels); the gradient penalty sees
+only the adversarial scores.
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -41,6 +51,11 @@ class StepConfig(NamedTuple):
   num_shards: int = 1              # devices the batch is split over (pmap)
   axis_name: Optional[str] = None  # the pmap axis, else None
   critic_unroll: int = 1           # lax.scan unroll of the critic updates
+  acgan_d_weight: float = 1.0      # critic's auxiliary-classifier loss weight (acgan head)
+  acgan_g_weight: float = 1.0      # generator's auxiliary-classifier loss weight (acgan head)
+
+
+LABEL_STREAM = 0x1AB  # folded into a critic update's / the G update's key for fake labels
 
 
 def step_key(seed: int, step) -> jax.Array:
@@ -51,6 +66,16 @@ def step_key(seed: int, step) -> jax.Array:
 def sample_z(key, n: int, z_dim: int) -> jax.Array:
   """Generator noise z ~ N(0, I), [n, Z]."""
   return jax.random.normal(key, (n, z_dim), jnp.float32)
+
+
+def sample_labels(key, n: int, num_classes: int) -> jax.Array:
+  """Fake-example classes y ~ U{0, ..., C - 1}, int32 [n]."""
+  return jax.random.randint(key, (n,), 0, num_classes, jnp.int32)
+
+
+def class_cross_entropy(logits, labels) -> jax.Array:
+  """Mean softmax cross-entropy of logits [n, C] against int labels [n]."""
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
 def _sigma_metrics(d_state) -> Metrics:
@@ -73,7 +98,8 @@ class CriticCarry(NamedTuple):
 
 def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                        d_tx: optax.GradientTransformation, axis_name: Optional[str] = None,
-                       num_shards: int = 1):
+                       num_shards: int = 1, critic_head: str = 'none',
+                       acgan_weight: float = 1.0):
   """One critic update on given real and fake batches (the generator is not involved).
 
   Returns critic_update(carry: CriticCarry, *, real, fake, key) -> (carry, metrics): the
@@ -83,25 +109,43 @@ def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
   forward passes use that new state without changing it. `key` draws the interpolation
   weights of the gradient penalty (for the global batch, of which this device takes its
   slice under pmap). With axis_name set, gradients and metrics are device means.
-  """
 
-  def critic_update(carry: CriticCarry, *, real, fake, key):
+  Class-conditional critics take real_labels and fake_labels (int [B]): a 'projection'
+  critic scores each example with its class (the penalty's interpolates with the real
+  labels); an 'acgan' critic adds acgan_weight * CE on the real examples (metrics
+  acgan/d_ce, acgan/real_acc).
+  """
+  labelled = critic_head == 'projection'
+
+  def critic_update(carry: CriticCarry, *, real, fake, key, real_labels=None,
+                    fake_labels=None):
     B = real.shape[0]
     alpha = local_slice(jax.random.uniform(key, (B * num_shards,), real.dtype),
                         axis_name=axis_name, size=B)
+    cond = {'labels': jnp.concatenate([real_labels, fake_labels])} if labelled else {}
+    if critic_head == 'acgan':
+      cond = {'with_logits': True}
 
     def d_loss_fn(d_params):
-      scores, new_d_state = d_apply(d_params, carry.d_state, None,
-                                    jnp.concatenate([real, fake]), update_stats=True)
+      out, new_d_state = d_apply(d_params, carry.d_state, None,
+                                 jnp.concatenate([real, fake]), update_stats=True, **cond)
+      scores, logits = out if critic_head == 'acgan' else (out, None)
       d_real, d_fake = scores[:B], scores[B:]
       objective = loss.d(d_real=d_real, d_fake=d_fake)
       aux = {'critic_gap': jnp.mean(d_real) - jnp.mean(d_fake),
              'd_real': jnp.mean(d_real), 'd_fake': jnp.mean(d_fake), 'd_objective': objective}
       total = objective
+      if logits is not None:
+        d_ce = class_cross_entropy(logits[:B], real_labels)
+        total = total + acgan_weight * d_ce
+        aux.update({'acgan/d_ce': d_ce, 'acgan/real_acc': jnp.mean(
+            (jnp.argmax(logits[:B], axis=-1) == real_labels).astype(jnp.float32))})
       if plan.penalty is not None:
-        d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False)[0]
+        gp_cond = {'labels': real_labels} if labelled else {}
+        d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False,
+                                 **gp_cond)[0]
         penalty, norms = plan.penalty(d_fn, real=real, fake=fake, alpha=alpha)
-        total = objective + plan.weight * penalty
+        total = total + plan.weight * penalty
         aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
       return total, (new_d_state, aux)
 
@@ -135,44 +179,70 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     are means over the n_critic updates.
   """
   g_apply, d_apply = models.g.apply, models.d.apply
+  num_classes, head = models.num_classes, models.critic_head
   critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx,
-                                     axis_name=cfg.axis_name, num_shards=cfg.num_shards)
+                                     axis_name=cfg.axis_name, num_shards=cfg.num_shards,
+                                     critic_head=head, acgan_weight=cfg.acgan_d_weight)
+
+  def local(x, global_size: int):
+    """This device's slice of a globally drawn [global_size, ...] array (pmap), else x."""
+    return local_slice(x, axis_name=cfg.axis_name, size=global_size // cfg.num_shards)
 
   def noise(key, global_size: int):
     """z for the global batch; under pmap this device's slice of it."""
-    size = global_size // cfg.num_shards
-    return local_slice(sample_z(key, global_size, cfg.z_dim), axis_name=cfg.axis_name,
-                       size=size)
+    return local(sample_z(key, global_size, cfg.z_dim), global_size)
+
+  def fake_labels(key, global_size: int):
+    """Uniform fake classes for the global batch (sliced like z), or None if unconditional."""
+    if not num_classes:
+      return None
+    key = jax.random.fold_in(key, LABEL_STREAM)
+    return local(sample_labels(key, global_size, num_classes), global_size)
 
   def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
-    real, key = inputs
+    real, real_labels, key = inputs
     z_key, penalty_key = jax.random.split(key)
     z = noise(z_key, cfg.batch_size)
-    fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True)
-    return critic_update(carry, real=real, fake=jax.lax.stop_gradient(fake), key=penalty_key)
+    labels = fake_labels(key, cfg.batch_size)
+    fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True,
+                      **({'labels': labels} if num_classes else {}))
+    cond = dict(real_labels=real_labels, fake_labels=labels) if num_classes else {}
+    return critic_update(carry, real=real, fake=jax.lax.stop_gradient(fake), key=penalty_key,
+                         **cond)
 
   def generator_update(state: GanState, key):
     z = noise(key, cfg.g_batch_size)
+    labels = fake_labels(key, cfg.g_batch_size)
+    g_cond = {'labels': labels} if num_classes else {}
+    d_cond = {'projection': g_cond, 'acgan': {'with_logits': True}}.get(head, {})
 
     def g_loss_fn(g_params):
-      fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True)
-      d_fake, _ = d_apply(state.d_params, state.d_state, None, fake, update_stats=False)
-      return loss.g(d_fake=d_fake), new_g_state
+      fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True,
+                                  **g_cond)
+      out, _ = d_apply(state.d_params, state.d_state, None, fake, update_stats=False,
+                       **d_cond)
+      if head != 'acgan':
+        return loss.g(d_fake=out), (new_g_state, {})
+      d_fake, logits = out
+      g_ce = class_cross_entropy(logits, labels)
+      g_total = loss.g(d_fake=d_fake) + cfg.acgan_g_weight * g_ce
+      return g_total, (new_g_state, {'acgan/g_ce': g_ce})
 
-    (g_loss, g_state), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+    (g_loss, (g_state, aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state.g_params)
     grads = mean_over_devices(grads, cfg.axis_name)
-    g_loss = mean_over_devices(g_loss, cfg.axis_name)
+    g_loss, aux = mean_over_devices((g_loss, aux), cfg.axis_name)
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
-    metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(grads)}
+    metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(grads), **aux}
     return g_params, g_state, g_opt_state, metrics
 
   def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
     carry, d_metrics = jax.lax.scan(
         lambda carry, xs: critic_scan_body(state, carry, xs),
-        CriticCarry(state.d_params, state.d_state, state.d_opt_state), (batch['x'], keys[:-1]),
-        unroll=cfg.critic_unroll)
+        CriticCarry(state.d_params, state.d_state, state.d_opt_state),
+        (batch['x'], batch.get('label'), keys[:-1]), unroll=cfg.critic_unroll)
     state = state._replace(d_params=carry.d_params, d_state=carry.d_state,
                            d_opt_state=carry.d_opt_state)
     g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
@@ -194,9 +264,12 @@ def init_state(*, models, g_tx, d_tx, key, data_shape, batch_size: int,
   """Initialises both players (pure; jit it, or eval_shape it for an abstract state)."""
   g_key, d_key = jax.random.split(key)
   z = jnp.zeros((batch_size, models.z_dim), jnp.float32)
-  g_params, g_state = models.g.init(g_key, z, is_training=True)
+  labels = jnp.zeros((batch_size,), jnp.int32)
+  g_cond = {'labels': labels} if models.num_classes else {}
+  d_cond = {'projection': g_cond, 'acgan': {'with_logits': True}}.get(models.critic_head, {})
+  g_params, g_state = models.g.init(g_key, z, is_training=True, **g_cond)
   x = jnp.zeros((batch_size,) + tuple(data_shape), jnp.float32)
-  d_params, d_state = models.d.init(d_key, x, update_stats=True)
+  d_params, d_state = models.d.init(d_key, x, update_stats=True, **d_cond)
   return GanState(
       step=jnp.zeros((), jnp.int32),
       g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,

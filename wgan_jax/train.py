@@ -36,19 +36,25 @@ class Run:
         process_count=jax.process_count()) if open_data else None
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
+    # Class-conditional runs (config.conditional): 0 classes = unconditional.
+    self.num_classes = config_lib.num_classes(config, data.num_classes(config.data.name))
+    cond = dict(num_classes=self.num_classes,
+                critic_head=config.conditional.method if self.num_classes else 'none')
     # Init, sampling and evaluation run outside the step; under pmap the step's generator
     # batch norm averages its statistics over the devices (same parameters and state).
-    self.models = models_lib.build_models(model_config, data_shape=self.data_shape)
+    self.models = models_lib.build_models(model_config, data_shape=self.data_shape, **cond)
     self.step_models = self.models if self.strategy.axis_name is None else (
         models_lib.build_models(model_config, data_shape=self.data_shape,
-                                bn_axis_name=self.strategy.axis_name))
+                                bn_axis_name=self.strategy.axis_name, **cond))
     self.g_tx, self.d_tx = optim.make_optimizers(config)
     self.step_config = step_lib.StepConfig(
         n_critic=config.n_critic, batch_size=config.batch_size,
         g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
         seed=config.seed, ema_decay=config.ema_decay,
         num_shards=self.strategy.num_shards if self.strategy.axis_name else 1,
-        axis_name=self.strategy.axis_name)
+        axis_name=self.strategy.axis_name,
+        **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
+           if self.num_classes else {}))
 
   def init_state(self) -> GanState:
     """The initial state in canonical layout (replicated over the mesh when parallel)."""
@@ -70,23 +76,37 @@ class Run:
     return self.strategy.compile(self.step_fn())
 
   def batch(self, step: int) -> dict:
-    """This process's real examples of step `step`, laid out for the strategy."""
+    """This process's real examples of step `step`, laid out for the strategy:
+    {'x'}, plus {'label': int32 [K, B]} for class-conditional runs."""
     x, labels = self.source.batches(step, shape=(self.config.n_critic, self.config.batch_size))
-    return self.strategy.put_batch({'x': x})
+    batch = {'x': x}
+    if self.num_classes:
+      batch['label'] = np.asarray(labels, np.int32)
+    return self.strategy.put_batch(batch)
 
   def sample_fn(self):
-    """Jitted (g_params, g_state, z) -> samples, with the generator in inference mode."""
+    """Jitted (g_params, g_state, z[, labels]) -> samples, the generator in inference mode;
+    conditional runs take int labels [n] (one class per sample)."""
     g_apply = self.models.g.apply
+    if self.num_classes:
+      return jax.jit(lambda p, s, z, labels: g_apply(p, s, None, z, labels=labels,
+                                                     is_training=False)[0])
     return jax.jit(lambda p, s, z: g_apply(p, s, None, z, is_training=False)[0])
 
+  def eval_labels(self, n: int):
+    """Balanced classes of n evaluation samples, arange(n) % num_classes (None if unconditional)."""
+    return np.arange(n, dtype=np.int32) % self.num_classes if self.num_classes else None
+
   def critic_fn(self):
-    """Jitted (d_params, d_state, x) -> scores, not updating the critic's state."""
+    """Jitted (d_params, d_state, x) -> scores, not updating the critic's state (the
+    label-free part of a projection critic)."""
     d_apply = self.models.d.apply
     return jax.jit(lambda p, s, x: d_apply(p, s, None, x, update_stats=False)[0])
 
 
-def _batched(fn, params, state, xs, batch: int = 1024):
-  return np.concatenate([np.asarray(fn(params, state, xs[i:i + batch]))
+def _batched(fn, params, state, xs, batch: int = 1024, labels=None):
+  extra = (lambda i: ()) if labels is None else (lambda i: (labels[i:i + batch],))
+  return np.concatenate([np.asarray(fn(params, state, xs[i:i + batch], *extra(i)))
                          for i in range(0, len(xs), batch)])
 
 
@@ -102,6 +122,7 @@ class Evaluator:
     n = cfg.eval.num_samples if run.is_toy else cfg.eval.num_images
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM)
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
+    self.labels = run.eval_labels(n)  # balanced classes (conditional runs), else None
     self.image_eval = image_eval.make_image_evaluator(run, workdir)  # None unless config.evals
 
   def scores_due(self, step: int) -> bool:
@@ -110,7 +131,8 @@ class Evaluator:
   def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
     """Scores of the canonical `state` at `step` (the chief process calls this)."""
     state = parallel.local_copy(state)
-    fake = _batched(self.sample, sampling_params(state), state.g_state, self.z)
+    fake = _batched(self.sample, sampling_params(state), state.g_state, self.z,
+                    labels=self.labels)
     if not self.run.is_toy:
       if write_images:
         self.sample_dir.mkdir(parents=True, exist_ok=True)
@@ -120,12 +142,16 @@ class Evaluator:
       return {}
     real = self.run.source.eval_real(len(fake), index=step)
     scores = toy_eval.evaluate_toy(fake, real, spec=self.run.source.spec)
+    if self.labels is not None and self.run.source.spec.centers is not None:
+      scores.update(toy_eval.mode_accuracy(fake, self.labels, centers=self.run.source.spec.centers,
+                                           std=self.run.source.spec.std))
     if write_images:
       xs, ys, grid = plots.toy_grid(real, fake)
       values = _batched(self.critic, state.d_params, state.d_state, grid)
       self.sample_dir.mkdir(parents=True, exist_ok=True)
       plots.plot_toy(self.sample_dir / f'step_{step:07d}.png', real=real, fake=fake,
                      critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
+                     fake_labels=self.labels,
                      title=f'{self.run.config.data.name}, step {step}')
     return scores
 

@@ -47,6 +47,14 @@ def data_shape(name: str) -> tuple:
   return tuple(lookup(images.IMAGE_DATASETS, name, 'data.name').image_shape)
 
 
+def num_classes(name: str) -> int:
+  """The number of label values of dataset `name` (1 without labels), without opening it."""
+  if name in toy.TOY_DATASETS:
+    return toy.TOY_DATASETS[name].num_classes
+  from wgan_jax.data import images
+  return lookup(images.IMAGE_DATASETS, name, 'data.name').num_classes
+
+
 def is_toy(name: str) -> bool:
   return name in toy.TOY_DATASETS
 

@@ -73,6 +73,33 @@ def mode_stats(x: np.ndarray, *, centers: np.ndarray, std: float) -> dict:
   }
 
 
+def mode_accuracy(x: np.ndarray, labels: np.ndarray, *, centers: np.ndarray,
+                  std: float) -> dict[str, float]:
+  """Per-class mode accuracy of a class-conditional generator on a gaussian mixture.
+
+  For class k, acc_k = fraction of the samples generated for class k that are high quality
+  (nearest centre closer than 3 std) and whose nearest centre is mode k. Classes without
+  samples are left out of the mean and the minimum.
+
+  Args:
+    x: [n, 2] samples.
+    labels: int [n], the class each sample was generated for (class k = mode k).
+    centers: [K, 2] mode centres.
+    std: per-axis std of each mode.
+
+  Returns:
+    {'eval/mode_accuracy': mean_k acc_k, 'eval/mode_accuracy_min': min_k acc_k}.
+  """
+  x = np.asarray(x, np.float64)
+  labels = np.asarray(labels)
+  d = np.linalg.norm(x[:, None, :] - np.asarray(centers, np.float64)[None], axis=-1)
+  nearest = d.argmin(axis=1)
+  hit = (nearest == labels) & (d[np.arange(len(x)), nearest] < 3.0 * std)
+  accs = [hit[labels == k].mean() for k in range(len(centers)) if np.any(labels == k)]
+  return {'eval/mode_accuracy': float(np.mean(accs)),
+          'eval/mode_accuracy_min': float(np.min(accs))}
+
+
 def evaluate_toy(fake: np.ndarray, real: np.ndarray, *, spec: ToySpec) -> dict[str, float]:
   """Scalar toy metrics of generated samples against fresh real samples.
 

@@ -9,6 +9,17 @@ the model config, transforms the two functions and returns a `ModelPair`:
   d.init(rng, x, update_stats=True) -> (params, state)
   d.apply(params, state, None, x, update_stats=bool) -> (scores [B] float32, state)
 
+Class-conditional pairs (build_models(..., num_classes=K > 0, critic_head=...)) take int
+labels [B] as the keyword `labels` of both players (unconditional ones take none, and their
+parameter trees and outputs are those of a pair built without any conditional code):
+  g.apply(params, state, None, z, labels=y, is_training=bool)   conditional batch norm
+                                                                 (CNNs) / embedding (MLP)
+  d.apply(params, state, None, x, labels=y, update_stats=bool) -> (scores [B], state)
+      'projection': scores = linear(phi(x)) + <embed(y), phi(x)>; labels None: linear only
+      'acgan':      labels are not used by the scores; with_logits=True returns
+                    ((scores [B], logits [B, K]), state); init an acgan critic with
+                    with_logits=True so that its auxiliary head exists.
+
 G's state holds batch-norm statistics (updated when is_training) and, with g_spectral_norm,
 power-iteration vectors (updated when is_training); D's state holds power-iteration vectors
 (updated only when update_stats). Non-updating passes return their state unchanged.
@@ -30,6 +41,8 @@ class ModelPair(NamedTuple):
   g: hk.TransformedWithState
   d: hk.TransformedWithState
   z_dim: int
+  num_classes: int = 0          # > 0: class-conditional players (labels=)
+  critic_head: str = 'none'     # layers.CRITIC_HEADS: none | projection | acgan
 
 
 # ----------------------------------------------------------------------------- config reading
@@ -78,48 +91,68 @@ def _common(model_config) -> dict:
       d_norm=_choice(model_config, 'd_norm', layers.D_NORMS, 'none'))
 
 
-def _pair(g_fn: Callable, d_fn: Callable, z_dim: int) -> ModelPair:
+def _pair(g_fn: Callable, d_fn: Callable, z_dim: int, num_classes: int = 0,
+          head: str = 'none') -> ModelPair:
   return ModelPair(g=hk.transform_with_state(g_fn), d=hk.transform_with_state(d_fn),
-                   z_dim=z_dim)
+                   z_dim=z_dim, num_classes=num_classes,
+                   critic_head=head if num_classes else 'none')
+
+
+def _conditioning(num_classes, head) -> dict:
+  """Checked conditional keyword arguments of make_fns ({} when unconditional)."""
+  if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+      or num_classes < 0:
+    raise ConfigError(f'num_classes must be a non-negative integer, got {num_classes!r}')
+  registry.lookup({h: h for h in layers.CRITIC_HEADS}, head, 'conditional.method')
+  if not num_classes:
+    return {}
+  return dict(num_classes=int(num_classes), head=head)
 
 
 # ----------------------------------------------------------------------------- builders
-def build_mlp(model_config, *, data_shape: tuple,
-              bn_axis_name: Optional[str] = None) -> ModelPair:
+def build_mlp(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+              num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
   """gan_toy.py's MLP pair for data of any shape (flattened; (2,) for the toy problems)."""
+  cond = _conditioning(num_classes, critic_head)
   g_fn, d_fn = mlp.make_fns(
       data_shape=_data_shape(data_shape),
       hidden=_positive_int(model_config, 'mlp_hidden', 512),
       n_layers=_positive_int(model_config, 'mlp_layers', 3),
       activation=_choice(model_config, 'activation', tuple(layers.ACTIVATIONS), 'relu'),
-      bn_axis_name=bn_axis_name, **_common(model_config))
-  return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 2))
+      bn_axis_name=bn_axis_name, **_common(model_config), **cond)
+  return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 2), num_classes, critic_head)
 
 
-def _build_cnn(module, name: str, model_config, data_shape, bn_axis_name) -> ModelPair:
+def _build_cnn(module, name: str, model_config, data_shape, bn_axis_name, num_classes=0,
+               critic_head='none') -> ModelPair:
+  cond = _conditioning(num_classes, critic_head)
   activation = _choice(model_config, 'activation', tuple(layers.ACTIVATIONS), 'relu')
-  if activation != 'relu':
-    raise ConfigError(f'model.activation {activation!r} is only supported by model mlp; '
-                      f'model {name} uses its paper\'s activations (set activation=relu)')
+  if activation != 'relu' and name != 'dcgan':
+    raise ConfigError(f'model.activation {activation!r} is only supported by models mlp and '
+                      f'dcgan; model {name} uses its paper\'s activations (set activation=relu)')
   g_ch, d_ch = DEFAULT_WIDTHS[name]
+  extra = {'activation': activation} if name == 'dcgan' else {}
   g_fn, d_fn = module.make_fns(
       data_shape=_data_shape(data_shape),
       g_ch=_positive_int(model_config, 'g_ch', g_ch),
       d_ch=_positive_int(model_config, 'd_ch', d_ch),
-      bn_axis_name=bn_axis_name, **_common(model_config))
-  return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 128))
+      bn_axis_name=bn_axis_name, **_common(model_config), **extra, **cond)
+  return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 128), num_classes,
+               critic_head)
 
 
-def build_dcgan(model_config, *, data_shape: tuple,
-                bn_axis_name: Optional[str] = None) -> ModelPair:
+def build_dcgan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
   """The SNGAN standard CNN pair (Miyato et al. 2018, Table 3) for [S, S, C] images."""
-  return _build_cnn(dcgan, 'dcgan', model_config, data_shape, bn_axis_name)
+  return _build_cnn(dcgan, 'dcgan', model_config, data_shape, bn_axis_name, num_classes,
+                    critic_head)
 
 
-def build_resnet(model_config, *, data_shape: tuple,
-                 bn_axis_name: Optional[str] = None) -> ModelPair:
+def build_resnet(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                 num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
   """The SNGAN / WGAN-GP CIFAR ResNet pair (Miyato et al. 2018, Table 4) for [S, S, C] images."""
-  return _build_cnn(resnet, 'resnet', model_config, data_shape, bn_axis_name)
+  return _build_cnn(resnet, 'resnet', model_config, data_shape, bn_axis_name, num_classes,
+                    critic_head)
 
 
 MODELS: Dict[str, Callable[..., ModelPair]] = {
@@ -129,24 +162,59 @@ MODELS: Dict[str, Callable[..., ModelPair]] = {
 }
 
 
-def build_models(model_config, *, data_shape: tuple,
-                 bn_axis_name: Optional[str] = None) -> ModelPair:
+def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                 num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
   """The generator / critic pair named by model_config.name.
 
   Args:
     model_config: attributes name, z_dim, g_batch_norm, d_norm ('none' | 'spectral' |
-      'layer'), g_spectral_norm, g_ch, d_ch, activation ('relu' | 'tanh', mlp only),
-      mlp_hidden, mlp_layers (missing ones take the paper defaults).
+      'layer'), g_spectral_norm, g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
+      mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
+      of another architecture than the critic g_name (a MODELS name; '' = name) and
+      g_mlp_layers (0 = mlp_layers).
     data_shape: the shape of one example, e.g. (2,) or (32, 32, 3).
     bn_axis_name: the mapped axis over which G's batch norm averages its statistics (pmap /
       shard_map), or None for per-device statistics.
+    num_classes: K > 0 for class-conditional players (0: unconditional, the default).
+    critic_head: with num_classes, how the critic uses the class: 'none' (G conditional
+      only), 'projection' or 'acgan' (see the module docstring).
   Returns:
-    ModelPair(g, d, z_dim).
+    ModelPair(g, d, z_dim, num_classes, critic_head).
   Raises:
     ConfigError: an unknown model name or an invalid option.
   """
-  builder = registry.lookup(MODELS, _field(model_config, 'name'), 'model.name')
-  return builder(model_config, data_shape=data_shape, bn_axis_name=bn_axis_name)
+  name = _field(model_config, 'name')
+  builder = registry.lookup(MODELS, name, 'model.name')
+  cond = dict(num_classes=num_classes, critic_head=critic_head)
+  pair = builder(model_config, data_shape=data_shape, bn_axis_name=bn_axis_name, **cond)
+  g_name = _field(model_config, 'g_name') or name
+  g_mlp_layers = _field(model_config, 'g_mlp_layers', 0)
+  if isinstance(g_mlp_layers, bool) or not isinstance(g_mlp_layers, numbers.Integral) \
+      or g_mlp_layers < 0:
+    raise ConfigError(f'model.g_mlp_layers must be a non-negative integer (0: mlp_layers), '
+                      f'got {g_mlp_layers!r}')
+  if g_name == name and not g_mlp_layers:
+    return pair
+  # The generator of another architecture (WGAN-GP paper: an MLP G against a CNN critic)
+  # or depth (a deep critic against the toy G): its own pair, of which G is kept.
+  g_config = dict(name=g_name, z_dim=pair.z_dim,
+                  mlp_layers=g_mlp_layers or _field(model_config, 'mlp_layers', 3))
+  g_builder = registry.lookup(MODELS, g_name, 'model.g_name')
+  g_pair = g_builder(_Overlay(model_config, g_config), data_shape=data_shape,
+                     bn_axis_name=bn_axis_name, **cond)
+  return pair._replace(g=g_pair.g)
+
+
+class _Overlay:
+  """model_config with some attributes replaced (model configs are read with getattr)."""
+
+  def __init__(self, base, overrides: dict):
+    self._base, self._overrides = base, overrides
+
+  def __getattr__(self, key):
+    if key in self._overrides:
+      return self._overrides[key]
+    return getattr(self._base, key)
 
 
 __all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet']

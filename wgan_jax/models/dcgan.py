@@ -11,6 +11,10 @@ Critic (leaky ReLU 0.1 after every conv): conv3x3 d_ch, conv4x4/2 d_ch, conv3x3 
   Strided 4x4 convs pad by 1 on each side (S -> S / 2 exactly), 3x3 convs are 'SAME'.
   d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm after every conv,
   before its activation.
+Class conditioning (num_classes > 0): conditional batch norm in G (per-class gain and bias),
+  layers.critic_head on the flattened critic features ('projection' or 'acgan').
+activation 'relu' is the paper's (ReLU in G, leaky ReLU in D); 'tanh' puts tanh in place of
+  both (the WGAN-GP paper's "tanh nonlinearities everywhere" architecture, Figure 2).
 """
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -27,25 +31,30 @@ STRIDED_PADDING = ((1, 1), (1, 1))
 
 
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
-                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None) -> Callable:
-  """The generator's haiku function g(z [B, z_dim], is_training) -> x [B, H, W, C] in [-1, 1]."""
+                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
+                 activation: str = 'relu', num_classes: int = 0) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
+  -> x [B, H, W, C] in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'dcgan')
   bh, bw = h_img // 8, w_img // 8
+  act = layers.ACTIVATIONS[activation]
 
-  def bn_relu(h, name, is_training):
+  def bn_relu(h, labels, name, is_training):
     if g_batch_norm:
-      h = layers.batch_norm(bn_axis_name, name=name)(h, is_training=is_training)
-    return jax.nn.relu(h)
+      h = layers.g_batch_norm(h, labels, num_classes=num_classes, bn_axis_name=bn_axis_name,
+                              name=name, is_training=is_training)
+    return act(h)
 
-  def g(z: jax.Array, is_training: bool) -> jax.Array:
+  def g(z: jax.Array, labels: Optional[jax.Array] = None, *, is_training: bool) -> jax.Array:
+    layers.check_labels(labels, num_classes, 'generator')
     width = G_WIDTHS[0] * g_ch
     h = layers.Dense(bh * bw * width, spectral_norm=g_spectral_norm,
                      name='dense_in')(z, update_stats=is_training)
-    h = bn_relu(h.reshape(-1, bh, bw, width), 'bn_0', is_training)
+    h = bn_relu(h.reshape(-1, bh, bw, width), labels, 'bn_0', is_training)
     for i, mult in enumerate(G_WIDTHS[1:], start=1):
       h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm,
                         name=f'upconv_{i}')(h, update_stats=is_training)
-      h = bn_relu(h, f'bn_{i}', is_training)
+      h = bn_relu(h, labels, f'bn_{i}', is_training)
     x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
                       name='conv_out')(h, update_stats=is_training)
     return jnp.tanh(x)
@@ -53,12 +62,16 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
   return g
 
 
-def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str) -> Callable:
-  """The critic's haiku function d(x [B, H, W, C], update_stats) -> scores [B]."""
+def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
+              activation: str = 'relu', num_classes: int = 0, head: str = 'none') -> Callable:
+  """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
+  -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'dcgan')
   sn = d_norm == 'spectral'
+  act = layers.leaky_relu if activation == 'relu' else layers.ACTIVATIONS[activation]
 
-  def d(x: jax.Array, update_stats: bool) -> jax.Array:
+  def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
+        with_logits: bool = False):
     h = x
     for i, (k, stride, mult) in enumerate(CRITIC_CONVS):
       padding = 'SAME' if stride == 1 else STRIDED_PADDING
@@ -66,19 +79,22 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str) -> Callable:
                         name=f'conv_{i}')(h, update_stats=update_stats)
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
-      h = layers.leaky_relu(h)
+      h = act(h)
     h = h.reshape(h.shape[0], -1)
-    scores = layers.Dense(1, spectral_norm=sn, name='dense_out')(h, update_stats=update_stats)
-    return jnp.squeeze(scores, axis=-1).astype(jnp.float32)
+    return layers.critic_head(h, labels, head=head, num_classes=num_classes, spectral_norm=sn,
+                              update_stats=update_stats, with_logits=with_logits)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
-             g_spectral_norm: bool, d_norm: str,
-             bn_axis_name: Optional[str] = None) -> Tuple[Callable, Callable]:
+             g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
+             activation: str = 'relu', num_classes: int = 0,
+             head: str = 'none') -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
-                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name)
-  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm)
+                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
+                   activation=activation, num_classes=num_classes)
+  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, activation=activation,
+                num_classes=num_classes, head=head)
   return g, d

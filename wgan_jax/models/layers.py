@@ -235,6 +235,104 @@ def batch_norm(bn_axis_name: Optional[str], name: Optional[str] = None) -> hk.Ba
                       cross_replica_axis=bn_axis_name, name=name)
 
 
+class ConditionalBatchNorm(hk.Module):
+  """Batch norm with a per-class gain and bias (de Vries et al. 2017; Miyato & Koyama 2018).
+
+  y = gamma[label] * BN(x) + beta[label]; the embeddings gamma, beta [num_classes, C] start
+  at 1 and 0, so at initialisation this is the plain batch norm without scale / offset.
+  """
+
+  def __init__(self, num_classes: int, bn_axis_name: Optional[str] = None,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.num_classes = num_classes
+    self.bn_axis_name = bn_axis_name
+
+  def __call__(self, x: jax.Array, labels: jax.Array, *, is_training: bool) -> jax.Array:
+    """x [B, ..., C], labels int [B] -> [B, ..., C]."""
+    h = hk.BatchNorm(create_scale=False, create_offset=False, decay_rate=0.9,
+                     cross_replica_axis=self.bn_axis_name, name='bn')(x, is_training=is_training)
+    c = x.shape[-1]
+    gamma = hk.get_parameter('gamma', [self.num_classes, c], jnp.float32, init=jnp.ones)
+    beta = hk.get_parameter('beta', [self.num_classes, c], jnp.float32, init=jnp.zeros)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
+    return h * gamma[labels].reshape(shape) + beta[labels].reshape(shape)
+
+
+def g_batch_norm(h: jax.Array, labels: Optional[jax.Array], *, num_classes: int,
+                 bn_axis_name: Optional[str], name: str, is_training: bool) -> jax.Array:
+  """The generator's batch norm: conditional when num_classes > 0, else `batch_norm`."""
+  if num_classes:
+    return ConditionalBatchNorm(num_classes, bn_axis_name, name=name)(
+        h, labels, is_training=is_training)
+  return batch_norm(bn_axis_name, name=name)(h, is_training=is_training)
+
+
+def check_labels(labels: Optional[jax.Array], num_classes: int, player: str) -> None:
+  """Labels are required by a conditional model and refused by an unconditional one."""
+  if num_classes and labels is None:
+    raise ValueError(f'this conditional {player} ({num_classes} classes) needs labels=')
+  if not num_classes and labels is not None:
+    raise ValueError(f'this {player} is unconditional; call it without labels=')
+
+
+# ----------------------------------------------------------------------------- critic heads
+# How the critic uses the class (config.conditional.method).
+CRITIC_HEADS = ('none', 'projection', 'acgan')
+
+
+class ClassEmbed(hk.Module):
+  """A class embedding matrix [num_classes, dim], spectrally normalised on request.
+
+  With spectral_norm the whole matrix is divided by its largest singular value (the
+  SNEmbedID of Miyato & Koyama 2018), with the power-iteration state of this module.
+  """
+
+  def __init__(self, num_classes: int, dim: int, *, spectral_norm: bool = False,
+               w_init: Optional[Initializer] = None, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.num_classes, self.dim = num_classes, dim
+    self.spectral_norm = spectral_norm
+    self.w_init = w_init or GLOROT_UNIFORM
+
+  def __call__(self, labels: jax.Array, *, update_stats: bool = False) -> jax.Array:
+    """labels int [B] -> [B, dim]."""
+    w = hk.get_parameter('embeddings', [self.num_classes, self.dim], jnp.float32,
+                         init=self.w_init)
+    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
+    return w[labels]
+
+
+def critic_head(phi: jax.Array, labels: Optional[jax.Array], *, head: str, num_classes: int,
+                spectral_norm: bool, update_stats: bool, with_logits: bool,
+                w_init: Optional[Initializer] = None):
+  """The critic's output on its features phi [B, F]: scores [B], or (scores, logits).
+
+  head 'none':       scores = dense_out(phi).
+  head 'projection': scores = dense_out(phi) + <class_embed(y), phi> (Miyato & Koyama
+                     2018, eq. 3); labels None gives the label-free part dense_out(phi)
+                     (e.g. a critic contour plot).
+  head 'acgan':      scores = dense_out(phi); with_logits also returns the auxiliary
+                     classifier's logits acgan_out(phi) [B, num_classes] (Odena et al. 2017).
+  The adversarial scores never depend on the AC head, so gradient penalties see only them.
+  """
+  scores = Dense(1, spectral_norm=spectral_norm, w_init=w_init,
+                 name='dense_out')(phi, update_stats=update_stats)
+  scores = jnp.squeeze(scores, axis=-1)
+  if head == 'projection' and labels is not None:
+    embed = ClassEmbed(num_classes, phi.shape[-1], spectral_norm=spectral_norm,
+                       name='class_embed')(labels, update_stats=update_stats)
+    scores = scores + jnp.sum(embed * phi, axis=-1)
+  scores = scores.astype(jnp.float32)
+  if not with_logits:
+    return scores
+  if head != 'acgan':
+    raise ValueError(f'with_logits needs an acgan critic, this one has head {head!r}')
+  logits = Dense(num_classes, spectral_norm=spectral_norm, w_init=w_init,
+                 name='acgan_out')(phi, update_stats=update_stats)
+  return scores, logits.astype(jnp.float32)
+
+
 # ----------------------------------------------------------------------------- resampling
 def upsample_nearest2x(x: jax.Array) -> jax.Array:
   """Nearest-neighbour upsampling [B, H, W, C] -> [B, 2H, 2W, C]."""

@@ -6,25 +6,36 @@ Initialisation as in gan_toy.py: hidden layers 'he' uniform (std sqrt(2 / fan_in
 layers Glorot uniform, biases zero.
 Options: g_batch_norm (BatchNorm after each hidden Dense of G), g_spectral_norm (every Dense
 of G), d_norm 'spectral' (every Dense of D) or 'layer' (LayerNorm after each hidden Dense of D).
+Class conditioning (num_classes > 0): G concatenates a learnt class embedding
+[num_classes, CLASS_EMBED_DIM] (N(0, 1) init) to z; the critic's head on its last hidden
+features is layers.critic_head ('projection' or 'acgan').
 """
 import math
 from typing import Callable, Optional, Sequence, Tuple
 
+import haiku as hk
 import jax
 import jax.numpy as jnp
 
 from wgan_jax.models import layers
 
+CLASS_EMBED_DIM = 16
+
 
 def generator_fn(*, data_shape: Sequence[int], hidden: int, n_layers: int,
                  activation: str, g_batch_norm: bool, g_spectral_norm: bool,
-                 bn_axis_name: Optional[str] = None) -> Callable:
-  """The generator's haiku function g(z [B, z_dim], is_training) -> x [B, *data_shape]."""
+                 bn_axis_name: Optional[str] = None, num_classes: int = 0) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training) -> x."""
   act = layers.ACTIVATIONS[activation]
   out_size = math.prod(data_shape)
 
-  def g(z: jax.Array, is_training: bool) -> jax.Array:
+  def g(z: jax.Array, labels: Optional[jax.Array] = None, *, is_training: bool):
+    layers.check_labels(labels, num_classes, 'generator')
     h = z
+    if num_classes:
+      embed = hk.get_parameter('class_embed', [num_classes, CLASS_EMBED_DIM], jnp.float32,
+                               init=hk.initializers.RandomNormal())
+      h = jnp.concatenate([z, embed[labels]], axis=-1)
     for i in range(n_layers):
       h = layers.Dense(hidden, spectral_norm=g_spectral_norm, w_init=layers.HE_UNIFORM,
                        name=f'dense_{i}')(h, update_stats=is_training)
@@ -38,12 +49,15 @@ def generator_fn(*, data_shape: Sequence[int], hidden: int, n_layers: int,
   return g
 
 
-def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str) -> Callable:
-  """The critic's haiku function d(x [B, ...], update_stats) -> scores [B]."""
+def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
+              num_classes: int = 0, head: str = 'none') -> Callable:
+  """The critic's haiku function d(x [B, ...], labels, update_stats, with_logits) -> scores [B]
+  (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   act = layers.ACTIVATIONS[activation]
   sn = d_norm == 'spectral'
 
-  def d(x: jax.Array, update_stats: bool) -> jax.Array:
+  def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
+        with_logits: bool = False):
     h = x.reshape(x.shape[0], -1)
     for i in range(n_layers):
       h = layers.Dense(hidden, spectral_norm=sn, w_init=layers.HE_UNIFORM,
@@ -51,19 +65,22 @@ def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str) -> Ca
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
       h = act(h)
-    scores = layers.Dense(1, spectral_norm=sn, w_init=layers.GLOROT_UNIFORM,
-                          name='dense_out')(h, update_stats=update_stats)
-    return jnp.squeeze(scores, axis=-1).astype(jnp.float32)
+    return layers.critic_head(h, labels, head=head, num_classes=num_classes,
+                              spectral_norm=sn, update_stats=update_stats,
+                              with_logits=with_logits, w_init=layers.GLOROT_UNIFORM)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], hidden: int, n_layers: int, activation: str,
              g_batch_norm: bool, g_spectral_norm: bool, d_norm: str,
-             bn_axis_name: Optional[str] = None) -> Tuple[Callable, Callable]:
+             bn_axis_name: Optional[str] = None, num_classes: int = 0,
+             head: str = 'none') -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the toy MLP pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, hidden=hidden, n_layers=n_layers,
                    activation=activation, g_batch_norm=g_batch_norm,
-                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name)
-  d = critic_fn(hidden=hidden, n_layers=n_layers, activation=activation, d_norm=d_norm)
+                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
+                   num_classes=num_classes)
+  d = critic_fn(hidden=hidden, n_layers=n_layers, activation=activation, d_norm=d_norm,
+                num_classes=num_classes, head=head)
   return g, d

@@ -16,6 +16,9 @@ Critic (width d_ch, 128 in the papers): OptimizedBlock -> BlockDown -> Block -> 
 1x1 shortcut convolutions commute with nearest upsampling and with average pooling, so
 they run at the lower resolution (4x fewer FLOPs, the same function).
 BN only with g_batch_norm.
+Class conditioning (num_classes > 0): every BN of G is a conditional batch norm (per-class
+gain and bias); the critic's head on the pooled features is layers.critic_head
+('projection': + <embed(y), phi(x)>, 'acgan': an auxiliary classifier).
 """
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -33,24 +36,29 @@ class BlockUp(hk.Module):
   """Generator residual block that doubles H and W."""
 
   def __init__(self, channels: int, *, batch_norm: bool, spectral_norm: bool,
-               bn_axis_name: Optional[str] = None, name: Optional[str] = None):
+               bn_axis_name: Optional[str] = None, num_classes: int = 0,
+               name: Optional[str] = None):
     super().__init__(name=name)
     self.channels = channels
     self.batch_norm = batch_norm
     self.spectral_norm = spectral_norm
     self.bn_axis_name = bn_axis_name
+    self.num_classes = num_classes
 
-  def _bn_relu(self, h, name, is_training):
+  def _bn_relu(self, h, labels, name, is_training):
     if self.batch_norm:
-      h = layers.batch_norm(self.bn_axis_name, name=name)(h, is_training=is_training)
+      h = layers.g_batch_norm(h, labels, num_classes=self.num_classes,
+                              bn_axis_name=self.bn_axis_name, name=name,
+                              is_training=is_training)
     return jax.nn.relu(h)
 
-  def __call__(self, x: jax.Array, *, is_training: bool) -> jax.Array:
-    """x [B, H, W, c_in] -> [B, 2H, 2W, channels]."""
+  def __call__(self, x: jax.Array, labels: Optional[jax.Array] = None, *,
+               is_training: bool) -> jax.Array:
+    """x [B, H, W, c_in], labels [B] (conditional BN) -> [B, 2H, 2W, channels]."""
     sn, ch = self.spectral_norm, self.channels
-    h = layers.upsample_nearest2x(self._bn_relu(x, 'bn_1', is_training))
+    h = layers.upsample_nearest2x(self._bn_relu(x, labels, 'bn_1', is_training))
     h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_1')(h, update_stats=is_training)
-    h = self._bn_relu(h, 'bn_2', is_training)
+    h = self._bn_relu(h, labels, 'bn_2', is_training)
     h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_2')(h, update_stats=is_training)
     s = layers.Conv2D(ch, 1, spectral_norm=sn, name='shortcut')(x, update_stats=is_training)
     return h + layers.upsample_nearest2x(s)
@@ -104,20 +112,25 @@ class Block(_CriticBlock):
 
 
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
-                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None) -> Callable:
-  """The generator's haiku function g(z [B, z_dim], is_training) -> x [B, H, W, C] in [-1, 1]."""
+                 g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
+                 num_classes: int = 0) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
+  -> x [B, H, W, C] in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'resnet')
   bh, bw = h_img // 8, w_img // 8
 
-  def g(z: jax.Array, is_training: bool) -> jax.Array:
+  def g(z: jax.Array, labels: Optional[jax.Array] = None, *, is_training: bool) -> jax.Array:
+    layers.check_labels(labels, num_classes, 'generator')
     h = layers.Dense(bh * bw * g_ch, spectral_norm=g_spectral_norm,
                      name='dense_in')(z, update_stats=is_training)
     h = h.reshape(-1, bh, bw, g_ch)
     for i in range(N_G_BLOCKS):
       h = BlockUp(g_ch, batch_norm=g_batch_norm, spectral_norm=g_spectral_norm,
-                  bn_axis_name=bn_axis_name, name=f'block_up_{i}')(h, is_training=is_training)
+                  bn_axis_name=bn_axis_name, num_classes=num_classes,
+                  name=f'block_up_{i}')(h, labels, is_training=is_training)
     if g_batch_norm:
-      h = layers.batch_norm(bn_axis_name, name='bn_out')(h, is_training=is_training)
+      h = layers.g_batch_norm(h, labels, num_classes=num_classes, bn_axis_name=bn_axis_name,
+                              name='bn_out', is_training=is_training)
     x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
                       name='conv_out')(jax.nn.relu(h), update_stats=is_training)
     return jnp.tanh(x)
@@ -125,29 +138,34 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
   return g
 
 
-def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str) -> Callable:
-  """The critic's haiku function d(x [B, H, W, C], update_stats) -> scores [B]."""
+def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, num_classes: int = 0,
+              head: str = 'none') -> Callable:
+  """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
+  -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'resnet')
 
-  def d(x: jax.Array, update_stats: bool) -> jax.Array:
+  def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
+        with_logits: bool = False):
     h = OptimizedBlock(d_ch, d_norm=d_norm, name='block_opt')(x, update_stats=update_stats)
     h = Block(d_ch, d_norm=d_norm, down=True, name='block_down')(h, update_stats=update_stats)
     for i in range(N_D_PLAIN_BLOCKS):
       h = Block(d_ch, d_norm=d_norm, down=False,
                 name=f'block_{i}')(h, update_stats=update_stats)
     h = jnp.sum(jax.nn.relu(h), axis=(1, 2))
-    scores = layers.Dense(1, spectral_norm=d_norm == 'spectral',
-                          name='dense_out')(h, update_stats=update_stats)
-    return jnp.squeeze(scores, axis=-1).astype(jnp.float32)
+    return layers.critic_head(h, labels, head=head, num_classes=num_classes,
+                              spectral_norm=d_norm == 'spectral', update_stats=update_stats,
+                              with_logits=with_logits)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
-             g_spectral_norm: bool, d_norm: str,
-             bn_axis_name: Optional[str] = None) -> Tuple[Callable, Callable]:
+             g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
+             num_classes: int = 0, head: str = 'none') -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
-                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name)
-  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm)
+                   g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
+                   num_classes=num_classes)
+  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, num_classes=num_classes,
+                head=head)
   return g, d

@@ -1,0 +1,206 @@
+"""Plumbing shared by the experiments: the toy critic, flag parsing, outputs, the CLI.
+
+Experiments print exactly one JSON line on stdout (the result) and write the same JSON and
+their figures into `--out_dir`. User errors (a bad flag value, an unwritable out_dir) are
+one line on stderr and exit code 2, as for `wgan_jax.main`.
+"""
+import json
+import math
+import os
+from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+import ml_collections
+
+from wgan_jax import cli, config_lib
+from wgan_jax.errors import ConfigError, WorkdirError
+
+
+# ----------------------------------------------------------------------------- models
+def toy_model_config(*, hidden: int, layers: int, activation: str = 'relu',
+                     d_norm: str = 'none', z_dim: int = 2) -> ml_collections.ConfigDict:
+  """A model config for gan_toy.py's MLP pair (wgan_jax.models.build_models)."""
+  return ml_collections.ConfigDict(dict(
+      name='mlp', z_dim=z_dim, g_batch_norm=False, d_norm=d_norm, g_spectral_norm=False,
+      activation=activation, mlp_hidden=hidden, mlp_layers=layers))
+
+
+def toy_critic(*, hidden: int, layers: int, activation: str = 'relu', d_norm: str = 'none'):
+  """The toy MLP critic on 2-D points: a haiku transform with state (x [B, 2] -> [B])."""
+  from wgan_jax import models  # haiku stays behind wgan_jax.models
+  pair = models.build_models(
+      toy_model_config(hidden=hidden, layers=layers, activation=activation, d_norm=d_norm),
+      data_shape=(2,))
+  return pair.d
+
+
+def lipschitz_config(method: str, *, gp_weight: float = 10.0,
+                     clip_value: float = 0.01) -> ml_collections.ConfigDict:
+  """A `config.lipschitz` block (wgan_jax.lipschitz.make_plan) for one method."""
+  c = config_lib.base_config().lipschitz
+  c.update(method=method, gp_weight=float(gp_weight), clip_value=float(clip_value))
+  return c
+
+
+# ----------------------------------------------------------------------------- configs
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'configs')
+
+
+def load_config(file: str, arg: str = '', overrides: Optional[Mapping] = None):
+  """configs/<file>.py:<arg> as --config loads it, with dotted-key overrides applied.
+
+  Args:
+    file: a config file name in configs/ without '.py' (wgan, wgan_gp, sngan).
+    arg: the config argument (e.g. 'gaussians8').
+    overrides: {'model.mlp_hidden': 128, ...}; every key must exist in the config.
+  Returns:
+    The ConfigDict.
+  Raises:
+    ConfigError: an unknown config file or override key.
+  """
+  from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+  path = os.path.join(CONFIG_DIR, f'{file}.py')
+  if not os.path.exists(path):
+    raise ConfigError(f'no config file {path!r}')
+  config = ConfigFileFlagParser(name='config').parse(f'{path}:{arg}' if arg else path)
+  with config.unlocked():
+    for key, value in (overrides or {}).items():
+      node = config
+      *parents, leaf = key.split('.')
+      for part in parents:
+        node = node[part] if part in node else None
+        if node is None:
+          break
+      if node is None or leaf not in node:
+        raise ConfigError(f'unknown config key {key!r} for configs/{file}.py')
+      node[leaf] = value
+  return config
+
+
+def train_gan(run, *, hook: Optional[Callable] = None, hook_every: int = 0):
+  """Trains a train.Run for config.total_steps with its jitted step, no workdir.
+
+  Args:
+    run: a wgan_jax.train.Run.
+    hook: hook(step, state, metrics) after every `hook_every`-th step and after the last
+      one (it may read the state; the next step donates it).
+    hook_every: generator steps between hook calls (0: never).
+  Returns:
+    (final state, seconds spent in the loop).
+  """
+  import time
+
+  import jax
+  config = run.config
+  strategy = run.strategy
+  state = strategy.to_device(run.init_state())
+  train_step = run.train_step()
+  total = config.total_steps
+  start = time.time()
+  batch = run.batch(0)
+  for t in range(total):
+    state, metrics = train_step(state, batch)
+    if t + 1 < total:
+      batch = run.batch(t + 1)
+    if hook is not None and hook_every and ((t + 1) % hook_every == 0 or t + 1 == total):
+      hook(t + 1, strategy.to_canonical(state), metrics)
+  state = jax.block_until_ready(strategy.to_canonical(state))
+  return state, time.time() - start
+
+
+# ----------------------------------------------------------------------------- flags
+def parse_floats(text: str, what: str) -> tuple:
+  """'0.5,1,2' -> (0.5, 1.0, 2.0); ConfigError naming the flag otherwise."""
+  try:
+    values = tuple(float(t) for t in text.split(',') if t.strip())
+  except ValueError:
+    raise ConfigError(f'--{what} must be comma-separated numbers, got {text!r}') from None
+  if not values or not all(math.isfinite(v) for v in values):
+    raise ConfigError(f'--{what} must be one or more finite numbers, got {text!r}')
+  return values
+
+
+def parse_names(text: str, valid: Iterable[str], what: str) -> tuple:
+  """'a,b' -> ('a', 'b') checked against `valid` ('all' selects every name)."""
+  valid = tuple(valid)
+  names = tuple(t.strip() for t in text.split(',') if t.strip())
+  if names == ('all',):
+    return valid
+  bad = [n for n in names if n not in valid]
+  if bad or not names:
+    raise ConfigError(f'unknown --{what} {",".join(bad) or text!r}; valid: '
+                      f'{", ".join(valid)} (comma-separated) or all')
+  return names
+
+
+def check_positive(values: Mapping[str, float]) -> None:
+  """ConfigError for the first flag whose value is not > 0."""
+  for name, value in values.items():
+    if not value > 0:
+      raise ConfigError(f'--{name} must be > 0, got {value}')
+
+
+# ----------------------------------------------------------------------------- outputs
+def prepare_out_dir(path: str) -> str:
+  """Creates `path` (the experiment's --out_dir) or raises WorkdirError saying why not."""
+  try:
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, '.write_probe')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f'cannot write to --out_dir {path!r} ({e.strerror}); '
+                       f'pass --out_dir=DIR with a writable directory') from None
+  return path
+
+
+def to_jsonable(obj):
+  """Floats rounded to 6 significant digits, NaN / inf as None, tuples as lists."""
+  if isinstance(obj, Mapping):
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_jsonable(v) for v in obj]
+  if hasattr(obj, 'tolist'):  # NumPy / JAX scalars and arrays
+    return to_jsonable(obj.tolist())
+  if isinstance(obj, float):
+    return float(f'{obj:.6g}') if math.isfinite(obj) else None
+  return obj
+
+
+def write_json(path: str, result: Mapping) -> None:
+  with open(path, 'w') as f:
+    json.dump(to_jsonable(result), f, indent=2, sort_keys=True)
+    f.write('\n')
+
+
+def emit(result: Mapping) -> str:
+  """Prints the result as one JSON line on stdout and returns that line."""
+  line = json.dumps(to_jsonable(result), sort_keys=False)
+  print(line, flush=True)
+  return line
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (imported lazily, as in wgan_jax.plots)."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  return plt
+
+
+# ----------------------------------------------------------------------------- CLI
+def run_main(fn: Callable[[], Mapping], *, quiet_logs: bool = True) -> None:
+  """Runs an experiment's main body: library logs off, UserError -> one line, exit 2."""
+  from absl import flags, logging
+  if quiet_logs and not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)
+  cli.run_user_errors(fn)
+
+
+def app_run(main: Callable[[Sequence[str]], None], define_flags: Callable[[], None],
+            argv: Optional[Sequence[str]] = None) -> None:
+  """Defines the module's flags (only when run as a command) and runs `main` under absl."""
+  from absl import app
+  define_flags()
+  app.run(main, argv=argv, flags_parser=cli.parse_flags)
