@@ -30,24 +30,30 @@ process() {  # process INDEX: one process of the job
 }
 
 args=("$@")
+if (( ${#runner[@]} )); then
+  for ((i = 0; i < n; i++)); do process "$i"; done
+  exit 0
+fi
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup INT TERM
 process 0 &
 pids+=("$!")
 for ((i = 1; i < n; i++)); do
-  if (( ${#runner[@]} )); then process "$i"; else process "$i" >"${log_dir}/process_${i}.log" 2>&1 & fi
+  process "$i" >"${log_dir}/process_${i}.log" 2>&1 &
   pids+=("$!")
 done
 
+# The first process to fail ends the job: the others would wait for it in a collective.
 status=0
 for ((i = 0; i < ${#pids[@]}; i++)); do
   code=0
-  wait "${pids[$i]}" || code=$?
-  if (( code != 0 && status == 0 )); then
+  wait -n || code=$?  # the processes are this shell's only background jobs
+  if (( code != 0 )); then
     status=$code
-    echo "process ${i} failed with status ${code} (logs: ${log_dir})" >&2
+    echo "a process failed with status ${code} (logs: ${log_dir})" >&2
     cleanup
+    break
   fi
 done
 exit "$status"

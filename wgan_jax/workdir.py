@@ -5,6 +5,7 @@ On a TPU pod every process writes into one shared workdir, usually a Cloud Stora
 cannot append, so appended files are rewritten whole there.
 """
 import json
+import os
 from typing import Iterable
 
 from etils import epath
@@ -27,9 +28,10 @@ def prepare(workdir: str) -> None:
   try:
     root = path(workdir)
     root.mkdir(parents=True, exist_ok=True)
-    probe = root / '.write_probe'
+    # One probe per process: the processes of a multi-host job prepare the same workdir.
+    probe = root / f'.write_probe.{os.uname().nodename}.{os.getpid()}'
     probe.write_text('ok')
-    probe.unlink()
+    probe.unlink(missing_ok=True)
   except (OSError, ImportError) as e:
     reason = getattr(e, 'strerror', None) or str(e)
     raise WorkdirError(f'cannot write to workdir {workdir!r} ({reason}); pass --workdir=DIR '
