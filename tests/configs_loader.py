@@ -1,7 +1,11 @@
-"""Loads configs/<file>.py:<arg> the way --config does, with --config.key=value overrides."""
+"""Loads configs/<file>.py:<arg> the way --config does, with --config.key=value overrides.
+
+A thin test-side spelling of wgan_jax.experiments.common.load_config (overrides as keyword
+arguments); an override of a key the config lacks is a ConfigError, as on the command line.
+"""
 import os
 
-from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+from wgan_jax.experiments.common import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -11,13 +15,4 @@ def path(file: str) -> str:
 
 
 def load(file: str, arg: str = '', **overrides):
-  config = ConfigFileFlagParser(name='config').parse(
-      f'{path(file)}:{arg}' if arg else path(file))
-  with config.unlocked():
-    for key, value in overrides.items():
-      node = config
-      *parents, leaf = key.split('.')
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return load_config(file, arg, overrides)
