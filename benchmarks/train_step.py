@@ -43,6 +43,7 @@ def benchmark(config, *, steps: int, repeats: int, synthetic: bool) -> dict:
   import jax
   import numpy as np
   from wgan_jax import train
+  from wgan_jax.models import layers
 
   run = train.Run(config, open_data=not synthetic)
   shape = (config.n_critic, config.batch_size)
@@ -86,7 +87,8 @@ def benchmark(config, *, steps: int, repeats: int, synthetic: bool) -> dict:
       'device_kind': device.device_kind, 'platform': device.platform,
       'device_count': jax.device_count(), 'flops_per_step': flops,
       'achieved_flops_per_sec': flops * rate, 'synthetic_data': synthetic,
-      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''), 'conv_impl': layers.conv_impl(),
+      'compute_dtype': config.model.get('compute_dtype', 'float32'),
   }
 
 

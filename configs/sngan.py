@@ -20,7 +20,12 @@
                                SN-GANs stay good under all six, while WGAN-GP and the
                                other normalisations degrade or fail at the aggressive
                                learning rates and momenta of D, E and F.
-  configs/sngan.py:gaussians8  the same method on gan_toy.py's MLP.
+  configs/sngan.py:gaussians8  the same method on gan_toy.py's MLP: batch 256, n_dis 5,
+                               Adam 2e-4 (0.5, 0.9) decayed linearly to 0 over 3000
+                               steps (the decay is what sharpens the modes: with a
+                               constant rate, ,conditional puts 79% of the samples in
+                               their mode at step 3000, the worst class 4%; with it,
+                               99.8-100%, the worst class 99.2-99.6%, seeds 0-2).
   ,no_bn_g ,mlp_g ,no_norm ,tanh   the WGAN-GP paper's architecture settings (see
                                configs/wgan_gp.py); spectral normalisation stays on.
   ,smoke                       a tiny, 4-step run (tests).
@@ -64,9 +69,9 @@ def get_config(arg=None):
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
     c.batch_size, c.g_batch_size, c.n_critic = 256, 0, 5
-    c.total_steps = 4000
+    c.total_steps = 3000
     for o in (c.optim.g, c.optim.d):
-      o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='constant')
+      o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='linear')
   config_lib.apply_arch_flags(c, a.flags)
   config_lib.apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:

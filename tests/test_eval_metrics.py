@@ -199,7 +199,7 @@ def test_missing_files_fail_before_the_workdir_is_written(tmp_path, files):
       (dict(every_steps=1, inception_weights=weights, reference_stats=''),
        errors.DataError, 'wgan_jax.eval.reference_stats --dataset=cifar10'),
       (dict(every_steps=1, metrics='fid,lpips', inception_weights=weights,
-            reference_stats=stats), errors.ConfigError, 'valid: fid, is, kid, swd'),
+            reference_stats=stats), errors.ConfigError, 'valid: fid, intra_fid, is, kid, swd'),
   ]
   with tfds.testing.mock_data(num_examples=16):
     for evals, error, match in cases:
@@ -223,7 +223,9 @@ def test_missing_files_fail_before_the_workdir_is_written(tmp_path, files):
 def _generator_state(run, seed=0) -> GanState:
   """A GanState with random generator weights (NumPy-filled: no RNG compilation), EMA = raw."""
   z = jnp.zeros((4, run.models.z_dim))
-  shapes = jax.eval_shape(lambda: run.models.g.init(jax.random.PRNGKey(0), z, is_training=True))
+  labels = {'labels': jnp.zeros(4, jnp.int32)} if run.num_classes else {}
+  shapes = jax.eval_shape(lambda: run.models.g.init(jax.random.PRNGKey(0), z, is_training=True,
+                                                    **labels))
   rng = np.random.default_rng(seed)
   params = jax.tree.map(lambda s: jnp.asarray(0.05 * rng.standard_normal(s.shape), s.dtype),
                         shapes[0])
@@ -292,3 +294,88 @@ def test_evaluate_cli_error_is_one_line(tmp_path):
   assert result.returncode == 2, result.stderr
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ') and 'config.json' in lines[0]
+
+
+# ----------------------------------------------------------------------------- intra-class FID
+def test_per_class_reference_statistics():
+  """compute(..., num_classes) adds the statistics of each class's subset; too few images of
+  a class is a one-line DataError naming the class."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((12, 2, 2, 3)).astype(np.float32)
+  y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 2, 0], np.int32)
+  features_fn = lambda images: (images.reshape(len(images), -1)[:, :5],)
+  batches = [(x[:5], y[:5]), (x[5:], y[5:])]
+  stats = reference_stats.compute(batches, features_fn, num_kid_features=4, num_classes=3)
+  feats = x.reshape(12, -1)[:, :5]
+  chex.assert_trees_all_close((stats['mu'], stats['sigma']), fid.statistics(feats))
+  for c in range(3):
+    mu, sigma = fid.statistics(feats[y == c])
+    chex.assert_trees_all_close(stats['class_mu'][c], mu)
+    chex.assert_trees_all_close(stats['class_sigma'][c], sigma, rtol=1e-6)
+  assert stats['class_sigma'].dtype == np.float32
+  assert stats['class_counts'].tolist() == [4, 3, 5]
+  with pytest.raises(errors.DataError, match='class 2 has 1 among the selected 5') as info:
+    reference_stats.compute([(x[:5], y[:5])], features_fn, num_kid_features=4, num_classes=3)
+  assert '\n' not in str(info.value)
+
+
+def _class_reference(tmp_path, weights, num_classes=2) -> str:
+  """Reference statistics with per-class entries of random features (two classes: small)."""
+  rng = np.random.default_rng(1)
+  feats = [np.abs(rng.standard_normal((6, 2048))) for _ in range(num_classes)]
+  stats = reference_stats.compute([(f, np.full(6, c, np.int32)) for c, f in enumerate(feats)],
+                                  lambda f: (f,), num_kid_features=4, num_classes=num_classes)
+  path = str(tmp_path / 'per_class.npz')
+  protocol = {'dataset': 'cifar10', 'split': 'train', 'num_samples': 6 * num_classes,
+              'weights_sha256': inception.load_params(weights).source_sha256,
+              'resize': inception.RESIZE_METHOD, 'num_kid_features': 4, 'per_class': True,
+              'num_classes': num_classes}
+  reference_stats.save(path, **stats, protocol=protocol)
+  return path
+
+
+def test_intra_fid_of_a_conditional_generator(tmp_path, files):
+  """eval/intra_fid = mean over the reference's classes c of the FID between the images the
+  generator makes for class c and class c's statistics, recomputed here with the full
+  Frechet formula; FID of a conditional generator samples balanced classes."""
+  weights, _ = files
+  stats = _class_reference(tmp_path, weights)
+  config = configs_loader.load(
+      'sngan', 'cifar10,conditional,smoke', total_steps=2, n_critic=1, batch_size=4,
+      **{'evals.every_steps': 2, 'evals.metrics': 'fid,intra_fid', 'evals.num_samples': 4,
+         'evals.intra_fid_num_samples': 4, 'evals.batch_size': 4,
+         'evals.reference_stats': stats, 'evals.inception_weights': weights})
+  with tfds.testing.mock_data(num_examples=16):
+    image_eval.validate(config, is_toy=False)
+    run = train.Run(config)
+  state = _generator_state(run)
+  evaluator = image_eval.make_image_evaluator(run, str(tmp_path))
+  record = evaluator(state, 2)
+  assert evaluator.labels.tolist() == [0, 1, 2, 3]
+  reference = reference_stats.load(stats)
+  features = inception.make_feature_fn(inception.load_params(weights).params, batch_size=4)
+  sample = run.sample_fn()
+  per_class = []
+  for c in range(2):
+    fake = sample(state.g_ema_params, state.g_state, evaluator.z_intra, jnp.full(4, c))
+    per_class.append(fid.frechet_distance(*fid.statistics(features(np.asarray(fake))[0]),
+                                          reference.class_mu[c], reference.class_sigma[c]))
+  assert per_class[0] != pytest.approx(per_class[1], rel=1e-3)  # the classes differ
+  assert record['eval/intra_fid'] == pytest.approx(np.mean(per_class), rel=1e-6)
+  assert record['eval/intra_fid_max'] == pytest.approx(max(per_class), rel=1e-6)
+  protocol = record['protocol']
+  assert (protocol['intra_fid_num_classes'], protocol['intra_fid_num_fake_per_class'],
+          protocol['intra_fid_num_real_min']) == (2, 4, 6)
+
+
+def test_intra_fid_errors(tmp_path, files):
+  weights, stats = files
+  evals = {'evals.every_steps': 1, 'evals.metrics': 'intra_fid',
+           'evals.reference_stats': stats, 'evals.inception_weights': weights}
+  unconditional = configs_loader.load('sngan', 'cifar10,smoke', **evals)
+  with pytest.raises(errors.ConfigError, match='class-conditional generator'):
+    image_eval.validate(unconditional, is_toy=False)
+  conditional = configs_loader.load('sngan', 'cifar10,conditional,smoke', **evals)
+  with pytest.raises(errors.DataError, match='--per_class') as info:
+    image_eval.validate(conditional, is_toy=False)
+  assert '\n' not in str(info.value)

@@ -152,7 +152,9 @@ def numpy_upconv(x, w):
   return y[:, 1:-1, 1:-1]
 
 
-def test_upconv_matches_transposed_conv_outputs_and_gradients():
+@pytest.mark.parametrize('impl', layers.CONV_IMPLS[1:])
+def test_upconv_matches_transposed_conv_outputs_and_gradients(impl, monkeypatch):
+  monkeypatch.setenv(layers.CONV_IMPL_ENV, impl)
   x = normal((2, 5, 6, 3), seed=1)
   w = normal((4, 4, 3, 4), seed=2)
   cot = normal((2, 10, 12, 4), seed=3)
@@ -195,7 +197,8 @@ def _transposed_convs(jaxpr):
   return found
 
 
-def test_generator_gradient_has_no_transposed_convolution():
+def test_generator_gradient_has_no_transposed_convolution(monkeypatch):
+  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'xla')  # (im2col has no convolution at all)
   models, z, _, (g_params, g_state), _ = initialised('dcgan', d_norm='none')
 
   def loss(p):
@@ -206,6 +209,28 @@ def test_generator_gradient_has_no_transposed_convolution():
   # ... while the detector does see the reference's transposed convolution.
   ref = jax.make_jaxpr(reference_upconv)(jnp.zeros((1, 2, 2, 1)), jnp.zeros((4, 4, 1, 1)))
   assert _transposed_convs(ref.jaxpr)
+
+
+@pytest.mark.parametrize('kernel, stride, padding', [
+    (3, 1, 'SAME'), (4, 2, ((1, 1), (1, 1))), (1, 1, 'VALID'), (3, 2, 'SAME'), (3, 1, 0)])
+def test_im2col_conv_matches_xla_convolution(kernel, stride, padding, monkeypatch):
+  """The im2col convolution (the CPU default) computes XLA's convolution: outputs and the
+  gradients with respect to input and kernel agree to float32 rounding."""
+  x = normal((2, 9, 8, 5), seed=1)
+  w = normal((kernel, kernel, 5, 7), seed=2, scale=0.3)
+
+  def run(impl):
+    fn = lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding, impl=impl)
+    y = fn(x, w)
+    cot = normal(y.shape, seed=3)
+    return y, jax.grad(lambda a, b: jnp.sum(fn(a, b) * cot), argnums=(0, 1))(x, w)
+
+  chex.assert_trees_all_close(run('im2col'), run('xla'), rtol=1e-5, atol=1e-5)
+  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'auto')
+  assert layers.conv_impl() == ('im2col' if jax.default_backend() == 'cpu' else 'xla')
+  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'cudnn')
+  with pytest.raises(ConfigError, match='WGAN_JAX_CONV_IMPL=.cudnn.*valid: auto, xla, im2col'):
+    layers.conv2d(x, w)
 
 
 # ----------------------------------------------------------------------------- spectral norm
@@ -369,6 +394,64 @@ def test_layer_norm_normalises_over_h_w_c():
   assert float(jnp.std(jnp.std(y, axis=(1, 2)))) > 0.1  # not per channel
 
 
+# ----------------------------------------------------------------------------- compute dtype
+def _matmul_inputs(fn, *args):
+  """[(dtypes, ndims)] of the operands of every dot / convolution in fn(*args)'s jaxpr
+  (sub-jaxprs included)."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name in ('dot_general', 'conv_general_dilated'):
+        found.append((tuple(v.aval.dtype for v in eqn.invars),
+                      tuple(v.aval.ndim for v in eqn.invars)))
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+@pytest.mark.parametrize('name', ['mlp', 'dcgan', 'resnet'])
+def test_bfloat16_compute_keeps_params_state_and_outputs_float32(name):
+  """bf16 compute: every matmul / conv takes bf16 inputs, while parameters, spectral-norm
+  state (computed from the float32 weights: identical), samples and scores stay float32 and
+  close to the float32 model's."""
+  opts = dict(d_norm='spectral', g_spectral_norm=True, z_dim=2 if name == 'mlp' else 8)
+  ref, z, x, g_vars, d_vars = initialised(name, **opts)
+  bf16 = build_models(model_config(name=name, compute_dtype='bfloat16', **opts),
+                      data_shape=data_shape_of(name))
+  chex.assert_trees_all_equal(g_vars[0], bf16.g.init(INIT_KEY, z, is_training=True)[0])
+  chex.assert_trees_all_equal(d_vars, bf16.d.init(INIT_KEY, x, update_stats=True))
+
+  def run(models):
+    fake, g_state = models.g.apply(*g_vars, None, z, is_training=True)
+    scores, d_state = models.d.apply(*d_vars, None, fake, update_stats=True)
+    return fake, scores, g_state, d_state
+
+  (fake32, scores32, g32, d32), (fake16, scores16, g16, d16) = run(ref), run(bf16)
+  chex.assert_type([fake16, scores16], jnp.float32)
+  chex.assert_trees_all_equal_dtypes((g16, d16), (g32, d32))
+  sn_state = lambda st: {m: v for m, v in st.items() if 'u' in v}
+  chex.assert_trees_all_equal(sn_state(d16), sn_state(d32))
+  rel_err = lambda a, b: float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+  assert rel_err(fake16, fake32) < 0.03 and rel_err(scores16, scores32) < 0.03
+  assert not np.array_equal(scores16, scores32)  # really computed in another precision
+
+  # Every layer's matmul / conv (forward and backward) takes bf16 operands; the only float32
+  # products are spectral norm's power-iteration matrix-vector products.
+  d_fn = lambda f: bf16.d.apply(*d_vars, None, f, update_stats=False)[0]
+  for fn, arg in ((lambda z: bf16.g.apply(*g_vars, None, z, is_training=True)[0], z),
+                  (d_fn, fake32), (jax.grad(lambda f: jnp.sum(d_fn(f))), fake32)):
+    ops = _matmul_inputs(fn, arg)
+    layer_ops = [dtypes for dtypes, ndims in ops if min(ndims) > 1]
+    sn_ops = [dtypes for dtypes, ndims in ops if min(ndims) <= 1]
+    assert layer_ops and all(d == jnp.bfloat16 for pair in layer_ops for d in pair), ops
+    assert sn_ops and all(d == jnp.float32 for pair in sn_ops for d in pair), ops
+  assert all(d == jnp.float32 for pair, _ in _matmul_inputs(
+      lambda f: ref.d.apply(*d_vars, None, f, update_stats=False)[0], fake32) for d in pair)
+
+
 # ----------------------------------------------------------------------------- registry, config
 def test_registry_and_unknown_model_name():
   assert set(MODELS) == {'mlp', 'dcgan', 'resnet'}
@@ -385,6 +468,8 @@ def test_registry_and_unknown_model_name():
     (dict(name='mlp', mlp_hidden=0), (2,), 'mlp_hidden must be a positive integer'),
     (dict(name='mlp', g_batch_norm='yes'), (2,), 'g_batch_norm must be true or false'),
     (dict(name='resnet', z_dim=0), SMALL_IMAGE, 'z_dim'),
+    (dict(name='dcgan', compute_dtype='float16'), SMALL_IMAGE,
+     'compute_dtype must be one of float32, bfloat16'),
 ])
 def test_invalid_configs_raise_config_error(overrides, data_shape, match):
   with pytest.raises(ConfigError, match=match):

@@ -98,3 +98,18 @@ def test_ema_tracks_generator_weights():
   expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, g0, jax.device_get(state1.g_params))
   chex.assert_trees_all_close(state1.g_ema_params, expected, rtol=1e-6)
   assert _run().init_state().g_ema_params is None
+
+
+def test_bfloat16_compute_step_keeps_state_and_metrics_float32():
+  """model.compute_dtype=bfloat16 (gradient penalty config): the state keeps its float32
+  dtypes and structure, metrics (losses, penalty) are float32 and close to the float32
+  step's; the optimiser updates float32 parameters."""
+  ref_state, ref = _steps(_run(), 2)
+  state, bf16 = _steps(_run(**{'model.compute_dtype': 'bfloat16'}), 2)
+  chex.assert_trees_all_equal_dtypes(state, ref_state)
+  chex.assert_trees_all_equal_shapes(state, ref_state)
+  for key in ('d_loss', 'g_loss', 'penalty'):
+    for a, b in zip(bf16, ref):
+      assert a[key].dtype == np.float32
+      np.testing.assert_allclose(a[key], b[key], rtol=0.05, atol=0.01, err_msg=key)
+  assert bf16[1]['d_loss'] != ref[1]['d_loss']  # the bf16 option is in effect

@@ -23,6 +23,9 @@ CONFIG_FILE = 'config.json'
 # Keys that may differ between a checkpoint's config and the resuming run's config.
 HARMLESS_KEYS = ('total_steps', 'log_every_steps', 'eval_every_steps',
                  'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.')
+# Keys added to the config after workdirs were written without them: a saved config that
+# lacks one ran with this value.
+ADDED_KEYS = {'model.compute_dtype': 'float32'}
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:
@@ -40,7 +43,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   """The flattened keys whose values differ and that change the run (not HARMLESS_KEYS)."""
   a, b = flatten_config(saved), flatten_config(current)
   keys = sorted(set(a) | set(b))
-  return [k for k in keys if a.get(k, '<missing>') != b.get(k, '<missing>')
+  return [k for k in keys
+          if a.get(k, ADDED_KEYS.get(k, '<missing>')) != b.get(k, ADDED_KEYS.get(k, '<missing>'))
           and not any(k == h or (h.endswith('.') and k.startswith(h)) for h in HARMLESS_KEYS)]
 
 

@@ -45,12 +45,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
       g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,
-      g_name='', g_mlp_layers=0))     # G of another architecture / depth ('', 0: as D)
+      g_name='', g_mlp_layers=0,      # G of another architecture / depth ('', 0: as D)
+      compute_dtype='float32'))       # or bfloat16: matmuls / convs / activations in bf16
   c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
   # Image metrics during training, see wgan_jax/eval/image_eval.py (every_steps 0: off).
   c.evals = ml_collections.ConfigDict(dict(
       every_steps=0, metrics='fid,is', num_samples=5000, is_num_samples=50000,
-      swd_num_images=2048, batch_size=100, reference_stats='', inception_weights=''))
+      swd_num_images=2048, batch_size=100, reference_stats='', inception_weights='',
+      intra_fid_num_samples=1000))  # per class (conditional runs)
   c.log_every_steps = 100
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000

@@ -3,9 +3,10 @@
 Evaluates a checkpoint of a training run (the latest, or --step) with the image metrics of
 wgan_jax.eval.image_eval, on its EMA generator where the run kept one. The settings are the
 run's `config.evals` with these flags overriding them: --metrics, --num_samples,
---is_num_samples, --swd_num_images, --batch_size, --reference_stats, --inception_weights
-(and --data_dir for SWD's real images). The scores and their protocol are printed as one JSON
-line and written to <workdir>/scores.json, metrics.jsonl and TensorBoard.
+--is_num_samples, --swd_num_images, --intra_fid_num_samples, --batch_size,
+--reference_stats, --inception_weights (and --data_dir for SWD's real images). The scores
+and their protocol are printed as one JSON line and written to <workdir>/scores.json,
+metrics.jsonl and TensorBoard.
 """
 import json
 from typing import Optional
@@ -15,7 +16,7 @@ import ml_collections
 from wgan_jax import cli
 
 OVERRIDES = ('metrics', 'num_samples', 'is_num_samples', 'swd_num_images', 'batch_size',
-             'reference_stats', 'inception_weights')
+             'intra_fid_num_samples', 'reference_stats', 'inception_weights')
 
 
 def evals_config(config, **overrides) -> ml_collections.ConfigDict:
@@ -122,10 +123,12 @@ def define_flags() -> None:
   from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string('workdir', None, 'A training run\'s workdir.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-  flags.DEFINE_string('metrics', 'fid,is', 'Comma-separated: fid, is, kid, swd.')
+  flags.DEFINE_string('metrics', 'fid,is', 'Comma-separated: fid, is, kid, swd, intra_fid.')
   flags.DEFINE_integer('num_samples', 5000, 'Generated images for FID and KID.')
   flags.DEFINE_integer('is_num_samples', 50000, 'Generated images for IS (10 splits).')
   flags.DEFINE_integer('swd_num_images', 2048, 'Generated and real images for SWD.')
+  flags.DEFINE_integer('intra_fid_num_samples', 1000,
+                       'Generated images per class for intra-class FID.')
   flags.DEFINE_integer('batch_size', 100, 'Images per generator / Inception pass.')
   flags.DEFINE_string('reference_stats', '', 'Reference statistics .npz (fid, kid).')
   flags.DEFINE_string('inception_weights', '', 'Converted Inception weights .npz.')

@@ -2,8 +2,9 @@
 
 Configured by `config.evals` (wgan_jax.config_lib.base_config):
   every_steps        evaluate every this many generator steps and at the last step (0: off)
-  metrics            comma-separated subset of fid, is, kid, swd
+  metrics            comma-separated subset of fid, is, kid, swd, intra_fid
   num_samples        generated images for FID, KID (5000, SNGAN: 5k fake vs 10k real)
+  intra_fid_num_samples  generated images per class for intra-class FID (conditional runs)
   is_num_samples     generated images for IS, in 10 splits (50000 = SNGAN's 10 x 5000)
   swd_num_images     generated and real images for SWD (real: the training split)
   batch_size         images per generator / Inception forward pass
@@ -11,8 +12,13 @@ Configured by `config.evals` (wgan_jax.config_lib.base_config):
   inception_weights  .npz of python -m wgan_jax.eval.convert_inception (fid, is, kid)
 
 Samples come from the EMA generator where configured (state.sampling_params) with fixed noise
-(the same z at every evaluation). Scores: eval/fid, eval/is, eval/is_std, eval/kid,
-eval/kid_std, eval/swd (and eval/swd_<res> per pyramid level), each written together with
+(the same z at every evaluation); a conditional generator gets balanced labels
+(arange(n) % C). Intra-class FID (Miyato & Koyama 2018) is the mean over the reference's C
+classes of the FID between intra_fid_num_samples images generated for class c (the same z
+for every class) and the real images of class c (reference statistics made with
+--per_class). Scores: eval/fid, eval/is, eval/is_std, eval/kid, eval/kid_std, eval/swd (and
+eval/swd_<res> per pyramid level), eval/intra_fid and eval/intra_fid_max (the worst class),
+each written together with
 eval/protocol/* (sample counts, reference dataset / split / count, Inception weights checksum,
 resize method, ...) into metrics.jsonl and TensorBoard by the trainer, and into
 `<workdir>/scores.json` ({step: {scores..., 'protocol': {...}}}) here.
@@ -33,6 +39,7 @@ METRICS = {  # name -> (needs Inception weights, needs reference statistics)
     'is': (True, False),
     'kid': (True, True),
     'swd': (False, False),
+    'intra_fid': (True, True),
 }
 
 
@@ -82,6 +89,15 @@ def validate(config, *, is_toy: bool) -> None:
                       f'got {evals.is_num_samples}')
   if 'swd' in names and evals.swd_num_images < 2:
     raise ConfigError(f'evals.swd_num_images must be >= 2, got {evals.swd_num_images}')
+  if 'intra_fid' in names:
+    conditional = config.get('conditional')
+    if conditional is None or conditional.method == 'none':
+      raise ConfigError('evals.metrics intra_fid scores a class-conditional generator; set '
+                        'conditional.method (e.g. the config argument conditional or acgan) '
+                        'or drop intra_fid')
+    if evals.intra_fid_num_samples < 2:
+      raise ConfigError('evals.intra_fid_num_samples (per class) must be >= 2, got '
+                        f'{evals.intra_fid_num_samples}')
   check_files(evals, names, dataset=config.data.name, split=config.data.split)
 
 
@@ -116,6 +132,11 @@ def check_files(evals, names, *, dataset: str, split: str = 'train') -> Optional
   if 'kid' in names and not protocol.get('num_kid_features'):
     raise DataError(f'reference statistics {evals.reference_stats!r} hold no KID features; '
                     'recompute them with --num_kid_features > 0')
+  if 'intra_fid' in names and not protocol.get('per_class'):
+    raise DataError(f'reference statistics {evals.reference_stats!r} hold no per-class '
+                    'statistics (intra_fid); recompute them with python -m '
+                    f'wgan_jax.eval.reference_stats --dataset={dataset} --per_class '
+                    '--num_samples=0 ...')
   return protocol
 
 
@@ -174,6 +195,10 @@ class ImageEvaluator:
     n = max(self.num_fid, self.num_is, self.num_swd)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_STREAM)
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
+    self.labels = run.eval_labels(n)  # balanced classes when conditional, else None
+    self.num_intra = int(evals.intra_fid_num_samples) if 'intra_fid' in self.names else 0
+    self.z_intra = step_lib.sample_z(jax.random.fold_in(key, 1), self.num_intra,
+                                     run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
                 'seed': int(config.seed)}
     self.features = None
@@ -196,6 +221,17 @@ class ImageEvaluator:
                       kid_num_real=len(self.reference.kid_features))
     if 'is' in self.names:
       protocol.update(is_num_samples=self.num_is, is_splits=metrics_lib.IS_SPLITS)
+    self.class_sqrt_sigma = None
+    if 'intra_fid' in self.names:
+      ref = self.reference
+      if run.num_classes < len(ref.class_mu):
+        raise DataError(f'reference statistics {evals.reference_stats!r} have '
+                        f'{len(ref.class_mu)} classes, the generator {run.num_classes}')
+      self.class_sqrt_sigma = [fid.psd_sqrt(s) for s in ref.class_sigma]
+      protocol.update(intra_fid_num_classes=len(ref.class_mu),
+                      intra_fid_num_fake_per_class=self.num_intra,
+                      intra_fid_num_real_min=int(ref.class_counts.min()),
+                      intra_fid_num_real_max=int(ref.class_counts.max()))
     self.swd_real = None
     if 'swd' in self.names:
       source = real_source if real_source is not None else run.source
@@ -211,6 +247,21 @@ class ImageEvaluator:
     """Whether `step` is an evaluation step (every `every_steps` and the last step)."""
     return self.every_steps > 0 and (step % self.every_steps == 0 or step == self.total_steps)
 
+  def _sample(self, params, g_state, z, labels):
+    extra = () if labels is None else (labels,)
+    return np.asarray(self.sample(params, g_state, z, *extra))
+
+  def _class_features(self, state, c: int) -> np.ndarray:
+    """Inception features [intra_fid_num_samples, D] of images generated for class c."""
+    from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
+    params = sampling_params(state)
+    feats = []
+    for start in range(0, self.num_intra, self.batch_size):
+      z = self.z_intra[start:start + self.batch_size]
+      fake = self._sample(params, state.g_state, z, np.full(len(z), c, np.int32))
+      feats.append(self.features(fake)[0])
+    return np.concatenate(feats)
+
   def _generate(self, state):
     """Fake images through Inception in batches: (features, logits, swd images)."""
     from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
@@ -218,7 +269,9 @@ class ImageEvaluator:
     feats, logits, images = [], [], []
     n_features = max(self.num_fid, self.num_is) if self.features is not None else 0
     for start in range(0, len(self.z), self.batch_size):
-      fake = np.asarray(self.sample(params, state.g_state, self.z[start:start + self.batch_size]))
+      end = start + self.batch_size
+      fake = self._sample(params, state.g_state, self.z[start:end],
+                          None if self.labels is None else self.labels[start:end])
       if start < self.num_swd:
         images.append(fake[:self.num_swd - start])
       if start < n_features:
@@ -247,6 +300,13 @@ class ImageEvaluator:
       scores.update({'eval/kid': mean, 'eval/kid_std': std})
     if 'swd' in self.names:
       scores.update({f'eval/{k}': v for k, v in swd_lib.swd(self.swd_real, images).items()})
+    if 'intra_fid' in self.names:
+      per_class = [fid.frechet_distance_to(self._class_features(state, c),
+                                           self.reference.class_mu[c],
+                                           self.reference.class_sigma[c], sqrt_sigma2=root)
+                   for c, root in enumerate(self.class_sqrt_sigma)]
+      scores.update({'eval/intra_fid': float(np.mean(per_class)),
+                     'eval/intra_fid_max': float(np.max(per_class))})
     scores['protocol'] = dict(self.protocol)
     if write and self.workdir:
       write_scores(self.workdir, step, scores)

@@ -1,7 +1,7 @@
 """Reference statistics of a real dataset, computed once: Inception mu, sigma and KID features.
 
   python -m wgan_jax.eval.reference_stats --dataset=cifar10 --split=train --out=FILE.npz \
-      [--weights=inception_fid.npz] [--num_samples=10000] [--data_dir=DIR]
+      [--weights=inception_fid.npz] [--num_samples=10000] [--data_dir=DIR] [--per_class]
 
 The images are the first N of the dataset's seed-0 training-order permutation (all of the
 split when N is 0 or larger than the split; 10000 by default, the SNGAN protocol's real count),
@@ -14,7 +14,15 @@ wgan_jax.eval.inception. The file stores:
                                       during training needs no eigendecomposition of sigma
   kid_features  float32 [K, 2048]     the first K = min(N, --num_kid_features) features (KID)
   protocol      JSON: dataset, split, num_samples, selection, image_shape, weights_sha256
-                (of the source .pth), resize, num_kid_features, format
+                (of the source .pth), resize, num_kid_features, per_class, format
+With --per_class (intra-class FID of conditional GANs, Miyato & Koyama 2018), also the
+statistics of each class c among the same N images:
+  class_mu      float64 [C, 2048]
+  class_sigma   float32 [C, 2048, 2048]  (float32 to keep the file at C x 16 MB; each
+                                          sigma is symmetrised and rooted in float64)
+  class_counts  int64 [C]                images per class (each >= 2)
+and protocol.num_classes = C; use --num_samples=0 for the whole split (CIFAR-10: 5000 per
+class, the count of intra-class FID in the literature; check the paper you compare with).
 """
 import json
 import os
@@ -40,11 +48,15 @@ class ReferenceStats(NamedTuple):
   sqrt_sigma: np.ndarray
   kid_features: np.ndarray
   protocol: dict
+  class_mu: np.ndarray | None = None       # [C, D] (files written with --per_class)
+  class_sigma: np.ndarray | None = None    # [C, D, D]
+  class_counts: np.ndarray | None = None   # [C]
 
 
 def read_real_images(dataset: str, *, split: str, data_dir: str | None, num_samples: int,
-                     batch_size: int):
-  """(count, generator of float32 [b, H, W, C] batches in [-1, 1]) of the selected images."""
+                     batch_size: int, with_labels: bool = False):
+  """(count, generator of float32 [b, H, W, C] batches in [-1, 1]) of the selected images;
+  with_labels: batches are (images, int32 labels [b]) and the count is (n, num_classes)."""
   from wgan_jax.data import images  # tfds only here
 
   source = images.ImageSource(dataset, split=split, data_dir=data_dir or None,
@@ -55,30 +67,57 @@ def read_real_images(dataset: str, *, split: str, data_dir: str | None, num_samp
   def batches():
     try:
       for step in range(-(-n // batch_size)):
-        x, _ = source.batches(step, shape=(batch_size,))
-        yield x[:n - step * batch_size]
+        x, y = source.batches(step, shape=(batch_size,))
+        keep = n - step * batch_size
+        yield (x[:keep], y[:keep]) if with_labels else x[:keep]
     finally:
       source.close()
 
-  return n, batches()
+  return ((n, source.num_classes) if with_labels else n), batches()
 
 
-def compute(batches, features_fn: Callable, *, num_kid_features: int) -> dict:
-  """mu, sigma, sqrt_sigma, kid_features of the Inception features of image batches."""
-  feats = np.concatenate([features_fn(x)[0] for x in batches])
+def compute(batches, features_fn: Callable, *, num_kid_features: int,
+            num_classes: int = 0) -> dict:
+  """mu, sigma, sqrt_sigma, kid_features of the Inception features of image batches; with
+  num_classes C > 0 the batches are (images, labels) and class_mu / class_sigma /
+  class_counts are added (DataError when a class has fewer than 2 images)."""
+  feats, labels = [], []
+  for batch in batches:
+    x, y = batch if num_classes else (batch, None)
+    feats.append(features_fn(x)[0])
+    labels.append(y)
+  feats = np.concatenate(feats)
   mu, sigma = fid.statistics(feats)
-  return dict(mu=mu, sigma=sigma, sqrt_sigma=fid.psd_sqrt_from_features(feats),
-              kid_features=feats[:num_kid_features].astype(np.float32))
+  out = dict(mu=mu, sigma=sigma, sqrt_sigma=fid.psd_sqrt_from_features(feats),
+             kid_features=feats[:num_kid_features].astype(np.float32))
+  if num_classes:
+    out.update(class_statistics(feats, np.concatenate(labels), num_classes))
+  return out
 
 
-def save(path: str, *, mu, sigma, sqrt_sigma, kid_features, protocol: dict) -> None:
-  """Writes a reference-statistics .npz."""
+def class_statistics(features: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+  """Per-class mu [C, D] float64, sigma [C, D, D] float32 and counts [C] of features [N, D]."""
+  counts = np.bincount(labels, minlength=num_classes)
+  if counts.min() < 2:
+    raise DataError(f'per-class statistics need >= 2 images of every class; class '
+                    f'{int(counts.argmin())} has {int(counts.min())} among the selected '
+                    f'{len(labels)}: use more images (--num_samples=0: the whole split)')
+  stats = [fid.statistics(features[labels == c]) for c in range(num_classes)]
+  return dict(class_mu=np.stack([m for m, _ in stats]),
+              class_sigma=np.stack([s for _, s in stats]).astype(np.float32),
+              class_counts=counts.astype(np.int64))
+
+
+def save(path: str, *, mu, sigma, sqrt_sigma, kid_features, protocol: dict,
+         **class_stats) -> None:
+  """Writes a reference-statistics .npz (class_stats: those of `class_statistics`, if any)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'wb') as f:
     np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
              sqrt_sigma=np.asarray(sqrt_sigma, np.float64),
              kid_features=np.asarray(kid_features, np.float32),
-             protocol=np.array(json.dumps(dict(protocol, format=FORMAT), sort_keys=True)))
+             protocol=np.array(json.dumps(dict(protocol, format=FORMAT), sort_keys=True)),
+             **class_stats)
 
 
 def missing_message(path: str, dataset: str = 'cifar10', split: str = 'train') -> str:
@@ -112,14 +151,17 @@ def load(path: str) -> ReferenceStats:
   """Loads a reference-statistics file (see `read_protocol` for the errors)."""
   protocol = read_protocol(path)
   with np.load(path, allow_pickle=False) as f:
-    return ReferenceStats(f['mu'], f['sigma'], f['sqrt_sigma'], f['kid_features'], protocol)
+    per_class = {k: f[k] for k in ('class_mu', 'class_sigma', 'class_counts') if k in f.files}
+    return ReferenceStats(f['mu'], f['sigma'], f['sqrt_sigma'], f['kid_features'], protocol,
+                          **per_class)
 
 
 def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
                             num_samples: int = DEFAULT_NUM_SAMPLES, data_dir: str = '',
                             batch_size: int = 100,
                             num_kid_features: int = DEFAULT_NUM_KID_FEATURES,
-                            input_size: int = inception.INPUT_SIZE) -> dict:
+                            input_size: int = inception.INPUT_SIZE,
+                            per_class: bool = False) -> dict:
   """Computes and writes the reference statistics of (dataset, split); returns the protocol.
 
   Args:
@@ -132,20 +174,31 @@ def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
     batch_size: images per Inception forward pass.
     num_kid_features: features kept for KID.
     input_size: Inception input size; 299 is the protocol (tests use less for speed).
+    per_class: also the statistics of every class (intra-class FID).
 
   Raises:
     DataError / ConfigError: missing weights, unknown or unprepared dataset.
   """
   loaded = inception.load_params(weights)  # fail on missing weights before reading data
   n, batches = read_real_images(dataset, split=split, data_dir=data_dir,
-                                num_samples=num_samples, batch_size=batch_size)
+                                num_samples=num_samples, batch_size=batch_size,
+                                with_labels=per_class)
+  num_classes = 0
+  if per_class:
+    n, num_classes = n
+    if num_classes < 2:
+      raise DataError(f'--per_class needs a labelled dataset; {dataset!r} split {split!r} '
+                      'has no classes')
   features_fn = inception.make_feature_fn(loaded.params, batch_size=batch_size, size=input_size)
-  stats = compute(batches, features_fn, num_kid_features=num_kid_features)
+  stats = compute(batches, features_fn, num_kid_features=num_kid_features,
+                  num_classes=num_classes)
   resize = (inception.RESIZE_METHOD if input_size == inception.INPUT_SIZE
             else f'{inception.RESIZE_METHOD} (input {input_size})')
   protocol = {'dataset': dataset, 'split': split, 'num_samples': n, 'selection': SELECTION,
               'weights_sha256': loaded.source_sha256, 'resize': resize,
-              'num_kid_features': len(stats['kid_features'])}
+              'num_kid_features': len(stats['kid_features']), 'per_class': per_class}
+  if per_class:
+    protocol.update(num_classes=num_classes, class_counts=stats['class_counts'].tolist())
   save(out, **stats, protocol=protocol)
   return protocol
 
@@ -163,7 +216,7 @@ def main(argv) -> None:
   protocol = cli.run_user_errors(lambda: compute_reference_stats(
       dataset=f.dataset, split=f.split, out=f.out, weights=f.weights,
       num_samples=f.num_samples, data_dir=f.data_dir, batch_size=f.batch_size,
-      num_kid_features=f.num_kid_features))
+      num_kid_features=f.num_kid_features, per_class=f.per_class))
   print(json.dumps({'out': f.out, **protocol}, sort_keys=True))
 
 
@@ -177,6 +230,7 @@ def define_flags() -> None:
   flags.DEFINE_string('data_dir', '', 'tfds data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).')
   flags.DEFINE_integer('batch_size', 100, 'Images per Inception forward pass.')
   flags.DEFINE_integer('num_kid_features', DEFAULT_NUM_KID_FEATURES, 'Features kept for KID.')
+  flags.DEFINE_bool('per_class', False, 'Also per-class statistics (intra-class FID).')
 
 
 if __name__ == '__main__':

@@ -88,7 +88,9 @@ def _common(model_config) -> dict:
   return dict(
       g_batch_norm=_flag(model_config, 'g_batch_norm', True),
       g_spectral_norm=_flag(model_config, 'g_spectral_norm', False),
-      d_norm=_choice(model_config, 'd_norm', layers.D_NORMS, 'none'))
+      d_norm=_choice(model_config, 'd_norm', layers.D_NORMS, 'none'),
+      compute_dtype=layers.COMPUTE_DTYPES[
+          _choice(model_config, 'compute_dtype', tuple(layers.COMPUTE_DTYPES), 'float32')])
 
 
 def _pair(g_fn: Callable, d_fn: Callable, z_dim: int, num_classes: int = 0,
@@ -168,7 +170,8 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
 
   Args:
     model_config: attributes name, z_dim, g_batch_norm, d_norm ('none' | 'spectral' |
-      'layer'), g_spectral_norm, g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
+      'layer'), g_spectral_norm, compute_dtype ('float32' | 'bfloat16', see
+      layers' module docstring), g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
       mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
       of another architecture than the critic g_name (a MODELS name; '' = name) and
       g_mlp_layers (0 = mlp_layers).

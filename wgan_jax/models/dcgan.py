@@ -32,9 +32,10 @@ STRIDED_PADDING = ((1, 1), (1, 1))
 
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
                  g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
-                 activation: str = 'relu', num_classes: int = 0) -> Callable:
+                 activation: str = 'relu', num_classes: int = 0,
+                 compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
-  -> x [B, H, W, C] in [-1, 1]."""
+  -> x [B, H, W, C] float32 in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'dcgan')
   bh, bw = h_img // 8, w_img // 8
   act = layers.ACTIVATIONS[activation]
@@ -49,21 +50,22 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
     layers.check_labels(labels, num_classes, 'generator')
     width = G_WIDTHS[0] * g_ch
     h = layers.Dense(bh * bw * width, spectral_norm=g_spectral_norm,
-                     name='dense_in')(z, update_stats=is_training)
+                     compute_dtype=compute_dtype, name='dense_in')(z, update_stats=is_training)
     h = bn_relu(h.reshape(-1, bh, bw, width), labels, 'bn_0', is_training)
     for i, mult in enumerate(G_WIDTHS[1:], start=1):
       h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm,
-                        name=f'upconv_{i}')(h, update_stats=is_training)
+                        compute_dtype=compute_dtype, name=f'upconv_{i}')(h, update_stats=is_training)
       h = bn_relu(h, labels, f'bn_{i}', is_training)
     x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
-                      name='conv_out')(h, update_stats=is_training)
-    return jnp.tanh(x)
+                      compute_dtype=compute_dtype, name='conv_out')(h, update_stats=is_training)
+    return jnp.tanh(x.astype(jnp.float32))
 
   return g
 
 
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
-              activation: str = 'relu', num_classes: int = 0, head: str = 'none') -> Callable:
+              activation: str = 'relu', num_classes: int = 0, head: str = 'none',
+              compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
   -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'dcgan')
@@ -76,25 +78,27 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
     for i, (k, stride, mult) in enumerate(CRITIC_CONVS):
       padding = 'SAME' if stride == 1 else STRIDED_PADDING
       h = layers.Conv2D(mult * d_ch, k, stride=stride, padding=padding, spectral_norm=sn,
-                        name=f'conv_{i}')(h, update_stats=update_stats)
+                        compute_dtype=compute_dtype, name=f'conv_{i}')(h, update_stats=update_stats)
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
       h = act(h)
     h = h.reshape(h.shape[0], -1)
     return layers.critic_head(h, labels, head=head, num_classes=num_classes, spectral_norm=sn,
-                              update_stats=update_stats, with_logits=with_logits)
+                              update_stats=update_stats, with_logits=with_logits,
+                              compute_dtype=compute_dtype)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
              g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
-             activation: str = 'relu', num_classes: int = 0,
-             head: str = 'none') -> Tuple[Callable, Callable]:
+             activation: str = 'relu', num_classes: int = 0, head: str = 'none',
+             compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
-                   activation=activation, num_classes=num_classes)
+                   activation=activation, num_classes=num_classes,
+                   compute_dtype=compute_dtype)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, activation=activation,
-                num_classes=num_classes, head=head)
+                num_classes=num_classes, head=head, compute_dtype=compute_dtype)
   return g, d

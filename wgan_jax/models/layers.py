@@ -17,8 +17,18 @@ so the state tree has one structure from init on.
 `UpConv` is PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1) computed as one 3x3
 convolution followed by depth-to-space (the sub-pixel formulation): XLA:CPU differentiates
 transposed convolutions about 15x more slowly, and no transposed convolution is used here.
+
+Compute dtype (model.compute_dtype): `Dense`, `Conv2D` and `UpConv` take `compute_dtype`
+(float32 by default, bfloat16 for mixed precision). Parameters are always stored in float32
+and spectral normalisation (power iteration, sigma) runs on the float32 weight; the layer
+then casts its input, normalised weight and bias to the compute dtype, so the matmul or
+convolution and the activations between layers run in it. Batch norm and layer norm
+normalise in float32 (`norm_in_float32`), and the critic's scores and the generator's
+samples leave the models in float32, so losses, gradient penalties and the optimiser only
+ever see float32. With float32 every cast is the identity and nothing changes.
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+import os
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import haiku as hk
 import jax
@@ -29,6 +39,7 @@ from wgan_jax import lipschitz
 from wgan_jax.errors import ConfigError
 
 Initializer = Callable[[Sequence[int], jnp.dtype], jax.Array]
+DType = Any  # a jnp dtype, e.g. jnp.float32 or jnp.bfloat16
 Padding = Union[str, int, Sequence[Tuple[int, int]]]
 
 # Glorot (Xavier) uniform, the Chainer SNGAN code's default for every layer.
@@ -39,6 +50,8 @@ HE_UNIFORM = hk.initializers.VarianceScaling(2.0, 'fan_in', 'uniform')
 ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh}
 D_NORMS = ('none', 'spectral', 'layer')
 CONV_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+# model.compute_dtype values.
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Negative slope of the SNGAN standard-CNN critic's leaky ReLU (Miyato et al., Table 3).
 LEAKY_SLOPE = 0.1
 
@@ -72,8 +85,17 @@ def spectral_weight(w: jax.Array, *, update_stats: bool) -> jax.Array:
   return out.w_sn
 
 
-def _maybe_spectral(w, *, spectral_norm: bool, update_stats: bool):
-  return spectral_weight(w, update_stats=update_stats) if spectral_norm else w
+def _maybe_spectral_cast(w, *, spectral_norm: bool, update_stats: bool, dtype: DType):
+  """The layer's weight: spectrally normalised in float32 if asked, then cast to dtype."""
+  w = spectral_weight(w, update_stats=update_stats) if spectral_norm else w
+  return w.astype(dtype)
+
+
+def _add_bias(y: jax.Array, size: int, with_bias: bool) -> jax.Array:
+  """y + b with the layer's float32 bias b [size] cast to y's dtype (when with_bias)."""
+  if not with_bias:
+    return y
+  return y + hk.get_parameter('b', [size], jnp.float32, init=jnp.zeros).astype(y.dtype)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -82,21 +104,22 @@ class Dense(hk.Module):
 
   def __init__(self, output_size: int, *, spectral_norm: bool = False,
                with_bias: bool = True, w_init: Optional[Initializer] = None,
-               name: Optional[str] = None):
+               compute_dtype: DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
     self.output_size = output_size
     self.spectral_norm = spectral_norm
     self.with_bias = with_bias
     self.w_init = w_init or GLOROT_UNIFORM
+    self.compute_dtype = compute_dtype
 
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
-    """x [..., c_in] -> [..., c_out]; update_stats: advance the power iteration."""
+    """x [..., c_in] -> [..., c_out] in compute_dtype; update_stats: advance the power
+    iteration."""
     w = hk.get_parameter('w', [x.shape[-1], self.output_size], jnp.float32, init=self.w_init)
-    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
-    y = jnp.dot(x, w)
-    if self.with_bias:
-      y = y + hk.get_parameter('b', [self.output_size], jnp.float32, init=jnp.zeros)
-    return y
+    w = _maybe_spectral_cast(w, spectral_norm=self.spectral_norm, update_stats=update_stats,
+                             dtype=self.compute_dtype)
+    y = jnp.dot(x.astype(self.compute_dtype), w)
+    return _add_bias(y, self.output_size, self.with_bias)
 
 
 def _explicit_padding(padding: Padding):
@@ -108,11 +131,71 @@ def _explicit_padding(padding: Padding):
   return tuple(tuple(p) for p in padding)
 
 
-def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'SAME'):
-  """Cross-correlation of x [B, H, W, c_in] with w [kh, kw, c_in, c_out] (NHWC / HWIO)."""
-  return jax.lax.conv_general_dilated(
-      x, w, window_strides=(stride, stride), padding=_explicit_padding(padding),
-      dimension_numbers=CONV_DIMENSIONS)
+# How convolutions are computed: environment variable WGAN_JAX_CONV_IMPL, read when a model
+# is traced (a performance choice; the function is the same up to float rounding).
+CONV_IMPL_ENV = 'WGAN_JAX_CONV_IMPL'
+CONV_IMPLS = ('auto', 'xla', 'im2col')
+
+
+def conv_impl() -> str:
+  """'xla' or 'im2col': $WGAN_JAX_CONV_IMPL, where 'auto' (the default) is im2col on CPU.
+
+  On XLA:CPU the matrix products behind im2col run at 1.5-4x the FLOP rate of the
+  convolution thunks once gradients are included, and whole train steps leave some
+  filter-gradient convolutions in a layout that runs 10-50x more slowly still (measured:
+  57 s against 2.4 s for one SNGAN standard-CNN step, batch 64; benchmarks/README.md).
+  Accelerators keep XLA's convolutions (cuDNN / the TPU's convolution units).
+  """
+  impl = os.environ.get(CONV_IMPL_ENV, 'auto') or 'auto'
+  if impl not in CONV_IMPLS:
+    raise ConfigError(f'{CONV_IMPL_ENV}={impl!r} is not a convolution implementation; '
+                      f'valid: {", ".join(CONV_IMPLS)}')
+  if impl == 'auto':
+    return 'im2col' if jax.default_backend() == 'cpu' else 'xla'
+  return impl
+
+
+def _resolve_padding(padding: Padding, in_hw: Sequence[int], kernel_hw: Sequence[int],
+                     stride: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+  """Explicit ((top, bottom), (left, right)) padding of 'SAME' / 'VALID' / int / pairs."""
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(tuple(in_hw), tuple(kernel_hw), (stride, stride), padding)
+  else:
+    padding = _explicit_padding(padding)
+  return tuple(tuple(int(p) for p in pair) for pair in padding)
+
+
+def im2col_conv2d(x: jax.Array, w: jax.Array, *, stride: int,
+                  pads: Tuple[Tuple[int, int], Tuple[int, int]]) -> jax.Array:
+  """conv2d as one matrix product: patches [B H' W', kh kw c_in] @ w [kh kw c_in, c_out].
+
+  The patches are the kh * kw strided slices of the padded input, stacked tap-major
+  (the row order of w.reshape). Its gradients are matrix products and slice transposes too.
+  """
+  kh, kw, c_in, c_out = w.shape
+  b, h, w_in, _ = x.shape
+  x_pad = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  h_out = (h + sum(pads[0]) - kh) // stride + 1
+  w_out = (w_in + sum(pads[1]) - kw) // stride + 1
+  taps = [jax.lax.slice(x_pad, (0, i, j, 0),
+                        (b, i + (h_out - 1) * stride + 1, j + (w_out - 1) * stride + 1, c_in),
+                        (1, stride, stride, 1))
+          for i in range(kh) for j in range(kw)]
+  patches = jnp.stack(taps, axis=3).reshape(b, h_out, w_out, kh * kw * c_in)
+  return jnp.dot(patches, w.reshape(kh * kw * c_in, c_out))
+
+
+def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'SAME',
+           impl: Optional[str] = None):
+  """Cross-correlation of x [B, H, W, c_in] with w [kh, kw, c_in, c_out] (NHWC / HWIO).
+
+  impl: 'xla' (lax.conv_general_dilated) or 'im2col' (`im2col_conv2d`); None: `conv_impl()`.
+  """
+  pads = _resolve_padding(padding, x.shape[1:3], w.shape[:2], stride)
+  if (impl or conv_impl()) == 'im2col':
+    return im2col_conv2d(x, w, stride=stride, pads=pads)
+  return jax.lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=pads,
+                                      dimension_numbers=CONV_DIMENSIONS)
 
 
 class Conv2D(hk.Module):
@@ -121,7 +204,7 @@ class Conv2D(hk.Module):
   def __init__(self, output_channels: int, kernel_shape: int, *, stride: int = 1,
                padding: Padding = 'SAME', spectral_norm: bool = False,
                with_bias: bool = True, w_init: Optional[Initializer] = None,
-               name: Optional[str] = None):
+               compute_dtype: DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
     self.output_channels = output_channels
     self.kernel_shape = kernel_shape
@@ -130,17 +213,18 @@ class Conv2D(hk.Module):
     self.spectral_norm = spectral_norm
     self.with_bias = with_bias
     self.w_init = w_init or GLOROT_UNIFORM
+    self.compute_dtype = compute_dtype
 
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
-    """x [B, H, W, c_in] -> [B, H', W', c_out]; update_stats: advance the power iteration."""
+    """x [B, H, W, c_in] -> [B, H', W', c_out] in compute_dtype; update_stats: advance the
+    power iteration."""
     k = self.kernel_shape
     w = hk.get_parameter('w', [k, k, x.shape[-1], self.output_channels], jnp.float32,
                          init=self.w_init)
-    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
-    y = conv2d(x, w, stride=self.stride, padding=self.padding)
-    if self.with_bias:
-      y = y + hk.get_parameter('b', [self.output_channels], jnp.float32, init=jnp.zeros)
-    return y
+    w = _maybe_spectral_cast(w, spectral_norm=self.spectral_norm, update_stats=update_stats,
+                             dtype=self.compute_dtype)
+    y = conv2d(x.astype(self.compute_dtype), w, stride=self.stride, padding=self.padding)
+    return _add_bias(y, self.output_channels, self.with_bias)
 
 
 # ----------------------------------------------------------------------------- sub-pixel up-conv
@@ -189,22 +273,23 @@ class UpConv(hk.Module):
 
   def __init__(self, output_channels: int, *, spectral_norm: bool = False,
                with_bias: bool = True, w_init: Optional[Initializer] = None,
-               name: Optional[str] = None):
+               compute_dtype: DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
     self.output_channels = output_channels
     self.spectral_norm = spectral_norm
     self.with_bias = with_bias
     self.w_init = w_init or GLOROT_UNIFORM
+    self.compute_dtype = compute_dtype
 
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
-    """x [B, H, W, c_in] -> [B, 2H, 2W, c_out]; update_stats: advance the power iteration."""
+    """x [B, H, W, c_in] -> [B, 2H, 2W, c_out] in compute_dtype; update_stats: advance the
+    power iteration."""
     w = hk.get_parameter('w', [4, 4, x.shape[-1], self.output_channels], jnp.float32,
                          init=self.w_init)
-    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
-    y = upconv2x(x, w)
-    if self.with_bias:
-      y = y + hk.get_parameter('b', [self.output_channels], jnp.float32, init=jnp.zeros)
-    return y
+    w = _maybe_spectral_cast(w, spectral_norm=self.spectral_norm, update_stats=update_stats,
+                             dtype=self.compute_dtype)
+    y = upconv2x(x.astype(self.compute_dtype), w)
+    return _add_bias(y, self.output_channels, self.with_bias)
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -221,6 +306,8 @@ class LayerNorm(hk.Module):
     self.eps = eps
 
   def __call__(self, x: jax.Array) -> jax.Array:
+    """x [B, ...] (any float dtype) -> float32, normalised in float32."""
+    x = x.astype(jnp.float32)
     axes = tuple(range(1, x.ndim))
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
@@ -261,7 +348,9 @@ class ConditionalBatchNorm(hk.Module):
 
 def g_batch_norm(h: jax.Array, labels: Optional[jax.Array], *, num_classes: int,
                  bn_axis_name: Optional[str], name: str, is_training: bool) -> jax.Array:
-  """The generator's batch norm: conditional when num_classes > 0, else `batch_norm`."""
+  """The generator's batch norm in float32 (statistics, scale and offset whatever h's dtype):
+  conditional when num_classes > 0, else `batch_norm`."""
+  h = h.astype(jnp.float32)
   if num_classes:
     return ConditionalBatchNorm(num_classes, bn_axis_name, name=name)(
         h, labels, is_training=is_training)
@@ -299,13 +388,14 @@ class ClassEmbed(hk.Module):
     """labels int [B] -> [B, dim]."""
     w = hk.get_parameter('embeddings', [self.num_classes, self.dim], jnp.float32,
                          init=self.w_init)
-    w = _maybe_spectral(w, spectral_norm=self.spectral_norm, update_stats=update_stats)
+    w = _maybe_spectral_cast(w, spectral_norm=self.spectral_norm, update_stats=update_stats,
+                             dtype=jnp.float32)
     return w[labels]
 
 
 def critic_head(phi: jax.Array, labels: Optional[jax.Array], *, head: str, num_classes: int,
                 spectral_norm: bool, update_stats: bool, with_logits: bool,
-                w_init: Optional[Initializer] = None):
+                w_init: Optional[Initializer] = None, compute_dtype: DType = jnp.float32):
   """The critic's output on its features phi [B, F]: scores [B], or (scores, logits).
 
   head 'none':       scores = dense_out(phi).
@@ -315,21 +405,22 @@ def critic_head(phi: jax.Array, labels: Optional[jax.Array], *, head: str, num_c
   head 'acgan':      scores = dense_out(phi); with_logits also returns the auxiliary
                      classifier's logits acgan_out(phi) [B, num_classes] (Odena et al. 2017).
   The adversarial scores never depend on the AC head, so gradient penalties see only them.
+  Scores and logits are float32 whatever compute_dtype (that of the dense layers).
   """
-  scores = Dense(1, spectral_norm=spectral_norm, w_init=w_init,
+  scores = Dense(1, spectral_norm=spectral_norm, w_init=w_init, compute_dtype=compute_dtype,
                  name='dense_out')(phi, update_stats=update_stats)
   scores = jnp.squeeze(scores, axis=-1)
   if head == 'projection' and labels is not None:
     embed = ClassEmbed(num_classes, phi.shape[-1], spectral_norm=spectral_norm,
                        name='class_embed')(labels, update_stats=update_stats)
-    scores = scores + jnp.sum(embed * phi, axis=-1)
+    scores = scores + jnp.sum(embed * phi.astype(jnp.float32), axis=-1)
   scores = scores.astype(jnp.float32)
   if not with_logits:
     return scores
   if head != 'acgan':
     raise ValueError(f'with_logits needs an acgan critic, this one has head {head!r}')
   logits = Dense(num_classes, spectral_norm=spectral_norm, w_init=w_init,
-                 name='acgan_out')(phi, update_stats=update_stats)
+                 compute_dtype=compute_dtype, name='acgan_out')(phi, update_stats=update_stats)
   return scores, logits.astype(jnp.float32)
 
 

@@ -24,8 +24,10 @@ CLASS_EMBED_DIM = 16
 
 def generator_fn(*, data_shape: Sequence[int], hidden: int, n_layers: int,
                  activation: str, g_batch_norm: bool, g_spectral_norm: bool,
-                 bn_axis_name: Optional[str] = None, num_classes: int = 0) -> Callable:
-  """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training) -> x."""
+                 bn_axis_name: Optional[str] = None, num_classes: int = 0,
+                 compute_dtype: layers.DType = jnp.float32) -> Callable:
+  """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
+  -> x float32."""
   act = layers.ACTIVATIONS[activation]
   out_size = math.prod(data_shape)
 
@@ -38,19 +40,22 @@ def generator_fn(*, data_shape: Sequence[int], hidden: int, n_layers: int,
       h = jnp.concatenate([z, embed[labels]], axis=-1)
     for i in range(n_layers):
       h = layers.Dense(hidden, spectral_norm=g_spectral_norm, w_init=layers.HE_UNIFORM,
-                       name=f'dense_{i}')(h, update_stats=is_training)
+                       compute_dtype=compute_dtype, name=f'dense_{i}')(
+                           h, update_stats=is_training)
       if g_batch_norm:
-        h = layers.batch_norm(bn_axis_name, name=f'bn_{i}')(h, is_training=is_training)
+        h = layers.g_batch_norm(h, None, num_classes=0, bn_axis_name=bn_axis_name,
+                                name=f'bn_{i}', is_training=is_training)
       h = act(h)
     x = layers.Dense(out_size, spectral_norm=g_spectral_norm, w_init=layers.GLOROT_UNIFORM,
-                     name='dense_out')(h, update_stats=is_training)
-    return x.reshape((z.shape[0],) + tuple(data_shape))
+                     compute_dtype=compute_dtype, name='dense_out')(h, update_stats=is_training)
+    return x.astype(jnp.float32).reshape((z.shape[0],) + tuple(data_shape))
 
   return g
 
 
 def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
-              num_classes: int = 0, head: str = 'none') -> Callable:
+              num_classes: int = 0, head: str = 'none',
+              compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, ...], labels, update_stats, with_logits) -> scores [B]
   (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   act = layers.ACTIVATIONS[activation]
@@ -61,13 +66,15 @@ def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
     h = x.reshape(x.shape[0], -1)
     for i in range(n_layers):
       h = layers.Dense(hidden, spectral_norm=sn, w_init=layers.HE_UNIFORM,
-                       name=f'dense_{i}')(h, update_stats=update_stats)
+                       compute_dtype=compute_dtype, name=f'dense_{i}')(
+                           h, update_stats=update_stats)
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
       h = act(h)
     return layers.critic_head(h, labels, head=head, num_classes=num_classes,
                               spectral_norm=sn, update_stats=update_stats,
-                              with_logits=with_logits, w_init=layers.GLOROT_UNIFORM)
+                              with_logits=with_logits, w_init=layers.GLOROT_UNIFORM,
+                              compute_dtype=compute_dtype)
 
   return d
 
@@ -75,12 +82,13 @@ def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
 def make_fns(*, data_shape: Sequence[int], hidden: int, n_layers: int, activation: str,
              g_batch_norm: bool, g_spectral_norm: bool, d_norm: str,
              bn_axis_name: Optional[str] = None, num_classes: int = 0,
-             head: str = 'none') -> Tuple[Callable, Callable]:
+             head: str = 'none',
+             compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the toy MLP pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, hidden=hidden, n_layers=n_layers,
                    activation=activation, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
-                   num_classes=num_classes)
+                   num_classes=num_classes, compute_dtype=compute_dtype)
   d = critic_fn(hidden=hidden, n_layers=n_layers, activation=activation, d_norm=d_norm,
-                num_classes=num_classes, head=head)
+                num_classes=num_classes, head=head, compute_dtype=compute_dtype)
   return g, d

@@ -37,13 +37,19 @@ class BlockUp(hk.Module):
 
   def __init__(self, channels: int, *, batch_norm: bool, spectral_norm: bool,
                bn_axis_name: Optional[str] = None, num_classes: int = 0,
-               name: Optional[str] = None):
+               compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
     self.channels = channels
     self.batch_norm = batch_norm
     self.spectral_norm = spectral_norm
     self.bn_axis_name = bn_axis_name
     self.num_classes = num_classes
+    self.compute_dtype = compute_dtype
+
+  def _conv(self, h, kernel, name, is_training):
+    return layers.Conv2D(self.channels, kernel, spectral_norm=self.spectral_norm,
+                         compute_dtype=self.compute_dtype, name=name)(
+                             h, update_stats=is_training)
 
   def _bn_relu(self, h, labels, name, is_training):
     if self.batch_norm:
@@ -55,26 +61,26 @@ class BlockUp(hk.Module):
   def __call__(self, x: jax.Array, labels: Optional[jax.Array] = None, *,
                is_training: bool) -> jax.Array:
     """x [B, H, W, c_in], labels [B] (conditional BN) -> [B, 2H, 2W, channels]."""
-    sn, ch = self.spectral_norm, self.channels
     h = layers.upsample_nearest2x(self._bn_relu(x, labels, 'bn_1', is_training))
-    h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_1')(h, update_stats=is_training)
-    h = self._bn_relu(h, labels, 'bn_2', is_training)
-    h = layers.Conv2D(ch, 3, spectral_norm=sn, name='conv_2')(h, update_stats=is_training)
-    s = layers.Conv2D(ch, 1, spectral_norm=sn, name='shortcut')(x, update_stats=is_training)
-    return h + layers.upsample_nearest2x(s)
+    h = self._conv(h, 3, 'conv_1', is_training)
+    h = self._conv(self._bn_relu(h, labels, 'bn_2', is_training), 3, 'conv_2', is_training)
+    return h + layers.upsample_nearest2x(self._conv(x, 1, 'shortcut', is_training))
 
 
 class _CriticBlock(hk.Module):
   """Shared pieces of the critic blocks: conv layers and the optional LayerNorm + ReLU."""
 
-  def __init__(self, channels: int, *, d_norm: str, name: Optional[str] = None):
+  def __init__(self, channels: int, *, d_norm: str,
+               compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
     self.channels = channels
     self.d_norm = d_norm
+    self.compute_dtype = compute_dtype
 
   def _conv(self, h, kernel, name, update_stats):
     return layers.Conv2D(self.channels, kernel, spectral_norm=self.d_norm == 'spectral',
-                         name=name)(h, update_stats=update_stats)
+                         compute_dtype=self.compute_dtype, name=name)(
+                             h, update_stats=update_stats)
 
   def _norm_relu(self, h, name):
     if self.d_norm == 'layer':
@@ -96,8 +102,9 @@ class OptimizedBlock(_CriticBlock):
 class Block(_CriticBlock):
   """Pre-activation critic block; `down`: avgpool2 and a learnt 1x1 shortcut."""
 
-  def __init__(self, channels: int, *, d_norm: str, down: bool, name: Optional[str] = None):
-    super().__init__(channels, d_norm=d_norm, name=name)
+  def __init__(self, channels: int, *, d_norm: str, down: bool,
+               compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
+    super().__init__(channels, d_norm=d_norm, compute_dtype=compute_dtype, name=name)
     self.down = down
 
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
@@ -113,59 +120,60 @@ class Block(_CriticBlock):
 
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
                  g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
-                 num_classes: int = 0) -> Callable:
+                 num_classes: int = 0, compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
-  -> x [B, H, W, C] in [-1, 1]."""
+  -> x [B, H, W, C] float32 in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'resnet')
   bh, bw = h_img // 8, w_img // 8
 
   def g(z: jax.Array, labels: Optional[jax.Array] = None, *, is_training: bool) -> jax.Array:
     layers.check_labels(labels, num_classes, 'generator')
     h = layers.Dense(bh * bw * g_ch, spectral_norm=g_spectral_norm,
-                     name='dense_in')(z, update_stats=is_training)
+                     compute_dtype=compute_dtype, name='dense_in')(z, update_stats=is_training)
     h = h.reshape(-1, bh, bw, g_ch)
     for i in range(N_G_BLOCKS):
       h = BlockUp(g_ch, batch_norm=g_batch_norm, spectral_norm=g_spectral_norm,
                   bn_axis_name=bn_axis_name, num_classes=num_classes,
-                  name=f'block_up_{i}')(h, labels, is_training=is_training)
+                  compute_dtype=compute_dtype, name=f'block_up_{i}')(h, labels, is_training=is_training)
     if g_batch_norm:
       h = layers.g_batch_norm(h, labels, num_classes=num_classes, bn_axis_name=bn_axis_name,
                               name='bn_out', is_training=is_training)
-    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
+    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm, compute_dtype=compute_dtype,
                       name='conv_out')(jax.nn.relu(h), update_stats=is_training)
-    return jnp.tanh(x)
+    return jnp.tanh(x.astype(jnp.float32))
 
   return g
 
 
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, num_classes: int = 0,
-              head: str = 'none') -> Callable:
+              head: str = 'none', compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
   -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'resnet')
 
   def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
         with_logits: bool = False):
-    h = OptimizedBlock(d_ch, d_norm=d_norm, name='block_opt')(x, update_stats=update_stats)
-    h = Block(d_ch, d_norm=d_norm, down=True, name='block_down')(h, update_stats=update_stats)
+    dt = dict(d_norm=d_norm, compute_dtype=compute_dtype)
+    h = OptimizedBlock(d_ch, **dt, name='block_opt')(x, update_stats=update_stats)
+    h = Block(d_ch, **dt, down=True, name='block_down')(h, update_stats=update_stats)
     for i in range(N_D_PLAIN_BLOCKS):
-      h = Block(d_ch, d_norm=d_norm, down=False,
-                name=f'block_{i}')(h, update_stats=update_stats)
+      h = Block(d_ch, **dt, down=False, name=f'block_{i}')(h, update_stats=update_stats)
     h = jnp.sum(jax.nn.relu(h), axis=(1, 2))
     return layers.critic_head(h, labels, head=head, num_classes=num_classes,
                               spectral_norm=d_norm == 'spectral', update_stats=update_stats,
-                              with_logits=with_logits)
+                              with_logits=with_logits, compute_dtype=compute_dtype)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
              g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
-             num_classes: int = 0, head: str = 'none') -> Tuple[Callable, Callable]:
+             num_classes: int = 0, head: str = 'none',
+             compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
-                   num_classes=num_classes)
+                   num_classes=num_classes, compute_dtype=compute_dtype)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, num_classes=num_classes,
-                head=head)
+                head=head, compute_dtype=compute_dtype)
   return g, d
