@@ -140,7 +140,7 @@ CONV_IMPLS = ('auto', 'xla', 'im2col')
 def conv_impl() -> str:
   """'xla' or 'im2col': $WGAN_JAX_CONV_IMPL, where 'auto' (the default) is im2col on CPU.
 
-  On XLA:CPU the matrix products behind im2col run at 1.5-4x the FLOP rate of the
+  On XLA:CPU the matrix products behind im2col run at 1.3-3.5x the FLOP rate of the
   convolution thunks once gradients are included, and whole train steps leave some
   filter-gradient convolutions in a layout that runs 10-50x more slowly still (measured:
   57 s against 2.4 s for one SNGAN standard-CNN step, batch 64; benchmarks/README.md).
