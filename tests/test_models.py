@@ -211,26 +211,74 @@ def test_generator_gradient_has_no_transposed_convolution(monkeypatch):
   assert _transposed_convs(ref.jaxpr)
 
 
-@pytest.mark.parametrize('kernel, stride, padding', [
-    (3, 1, 'SAME'), (4, 2, ((1, 1), (1, 1))), (1, 1, 'VALID'), (3, 2, 'SAME'), (3, 1, 0)])
-def test_im2col_conv_matches_xla_convolution(kernel, stride, padding, monkeypatch):
-  """The im2col convolution (the CPU default) computes XLA's convolution: outputs and the
-  gradients with respect to input and kernel agree to float32 rounding."""
-  x = normal((2, 9, 8, 5), seed=1)
-  w = normal((kernel, kernel, 5, 7), seed=2, scale=0.3)
+def _value_and_grads(fn, x, w):
+  """fn(x, w), and the gradients of <fn(x, w), cot> with respect to x and w."""
+  y = fn(x, w)
+  cot = normal(y.shape, seed=3)
+  return y, jax.grad(lambda a, b: jnp.sum(fn(a, b) * cot), argnums=(0, 1))(x, w)
 
-  def run(impl):
-    fn = lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding, impl=impl)
-    y = fn(x, w)
-    cot = normal(y.shape, seed=3)
-    return y, jax.grad(lambda a, b: jnp.sum(fn(a, b) * cot), argnums=(0, 1))(x, w)
 
-  chex.assert_trees_all_close(run('im2col'), run('xla'), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize('impl', ['im2col', 'winograd'])
+@pytest.mark.parametrize('kernel, stride, padding, c_in, c_out', [
+    (3, 1, 'SAME', 5, 7), (4, 2, ((1, 1), (1, 1)), 5, 7), (1, 1, 'VALID', 5, 7),
+    (3, 2, 'SAME', 5, 7), (3, 1, 0, 5, 7),
+    (3, 1, 'SAME', 8, 3),                # kn2row: fewer output than input channels
+    (3, 1, 'SAME', 16, 24),              # Winograd, both gradients by its custom VJP
+    (3, 1, ((2, 0), (0, 2)), 24, 16),    # Winograd, one-sided padding, input gradient kn2row
+    (3, 1, 'VALID', 16, 16)])            # Winograd on a 6x4 output
+def test_matmul_convs_match_xla_convolution(impl, kernel, stride, padding, c_in, c_out):
+  """The CPU convolutions (im2col / kn2row / Winograd) compute XLA's convolution: outputs and
+  the gradients with respect to input and kernel agree to float32 rounding."""
+  x = normal((2, 8, 6, c_in), seed=1)
+  w = normal((kernel, kernel, c_in, c_out), seed=2, scale=0.3)
+  pads = layers._resolve_padding(padding, x.shape[1:3], w.shape[:2], stride)
+  assert layers.winograd_applies(x, w, stride, pads) == (c_in >= 16)
+  run = lambda impl_: _value_and_grads(
+      lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding, impl=impl_), x, w)
+  chex.assert_trees_all_close(run(impl), run('xla'), rtol=1e-5, atol=3e-5)
+
+
+def test_winograd_second_order_gradients_match_xla():
+  """A gradient penalty differentiates the input gradient again: through the Winograd custom
+  VJP this gives XLA's values too."""
+  x = normal((2, 8, 6, 16), seed=1)
+  w = normal((3, 3, 16, 16), seed=2, scale=0.3)
+
+  def penalty(impl):
+    def fn(w_):
+      gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(layers.conv2d(x_, w_, impl=impl))))(x)
+      return jnp.sum(gx ** 2)
+    return jax.value_and_grad(fn)(w)
+
+  ours, ref = penalty('winograd'), penalty('xla')
+  scale = jax.tree.map(lambda r: float(jnp.max(jnp.abs(r))), ref)  # relative to each leaf's size
+  chex.assert_trees_all_close(jax.tree.map(jnp.divide, ours, scale),
+                              jax.tree.map(jnp.divide, ref, scale), atol=1e-5)
+
+
+def test_conv_impl_choice_and_errors(monkeypatch):
   monkeypatch.setenv(layers.CONV_IMPL_ENV, 'auto')
-  assert layers.conv_impl() == ('im2col' if jax.default_backend() == 'cpu' else 'xla')
+  assert layers.conv_impl() == ('winograd' if jax.default_backend() == 'cpu' else 'xla')
   monkeypatch.setenv(layers.CONV_IMPL_ENV, 'cudnn')
-  with pytest.raises(ConfigError, match='WGAN_JAX_CONV_IMPL=.cudnn.*valid: auto, xla, im2col'):
-    layers.conv2d(x, w)
+  with pytest.raises(ConfigError,
+                     match='WGAN_JAX_CONV_IMPL=.cudnn.*valid: auto, xla, im2col, winograd'):
+    layers.conv2d(normal((1, 4, 4, 2)), normal((3, 3, 2, 2)))
+  with pytest.raises(ValueError, match='upsample=True. takes kernel 3, stride 1'):
+    hk.transform(lambda x: layers.Conv2D(4, 1, upsample=True)(x)).init(INIT_KEY, jnp.zeros((1, 2, 2, 1)))
+
+
+@pytest.mark.parametrize('impl', ['im2col', 'winograd'])
+@pytest.mark.parametrize('c_in, c_out', [(6, 4), (4, 6)])
+def test_upsample_conv_is_a_transposed_convolution(impl, c_in, c_out):
+  """conv3x3(upsample_nearest2x(x)) computed as ConvTranspose(4, 2, 1) with the kernel
+  `upsample_conv_kernel` (2.25x fewer multiplications): outputs and gradients agree."""
+  x = normal((2, 5, 4, c_in), seed=1)
+  w = normal((3, 3, c_in, c_out), seed=2, scale=0.3)
+  literal = lambda x_, w_: layers.conv2d(layers.upsample_nearest2x(x_), w_, impl='xla')
+  ours = functools.partial(layers.upsample_conv2x, impl=impl)
+  chex.assert_trees_all_close(_value_and_grads(ours, x, w), _value_and_grads(literal, x, w),
+                              rtol=1e-5, atol=1e-5)
+  chex.assert_shape(ours(x, w), (2, 10, 8, c_out))
 
 
 # ----------------------------------------------------------------------------- spectral norm
