@@ -218,39 +218,47 @@ def _value_and_grads(fn, x, w):
   return y, jax.grad(lambda a, b: jnp.sum(fn(a, b) * cot), argnums=(0, 1))(x, w)
 
 
-@pytest.mark.parametrize('impl', ['im2col', 'winograd'])
-@pytest.mark.parametrize('kernel, stride, padding, c_in, c_out', [
-    (3, 1, 'SAME', 5, 7), (4, 2, ((1, 1), (1, 1)), 5, 7), (1, 1, 'VALID', 5, 7),
-    (3, 2, 'SAME', 5, 7), (3, 1, 0, 5, 7),
-    (3, 1, 'SAME', 8, 3),                # kn2row: fewer output than input channels
-    (3, 1, 'SAME', 16, 24),              # Winograd, both gradients by its custom VJP
-    (3, 1, ((2, 0), (0, 2)), 24, 16),    # Winograd, one-sided padding, input gradient kn2row
-    (3, 1, 'VALID', 16, 16)])            # Winograd on a 6x4 output
-def test_matmul_convs_match_xla_convolution(impl, kernel, stride, padding, c_in, c_out):
+@pytest.mark.parametrize('kernel, stride, padding, c_in, c_out, winograd', [
+    (3, 1, 'SAME', 5, 7, None), (4, 2, ((1, 1), (1, 1)), 5, 7, None), (1, 1, 'VALID', 5, 7, None),
+    (3, 2, 'SAME', 5, 7, None), (3, 1, 0, 5, 7, None),
+    (3, 1, 'SAME', 8, 3, None),                    # kn2row: fewer output than input channels
+    (3, 1, 'SAME', 16, 24, 'F(2x2, 3x3)'),         # both gradients by the custom VJP
+    (3, 1, ((2, 0), (0, 2)), 24, 16, 'F(2x2, 3x3)'),  # one-sided padding
+    (3, 1, 'VALID', 16, 16, 'F(2x2, 3x3)'),
+    (2, 1, ((1, 0), (0, 1)), 16, 16, 'F(2x2, 2x2)'),
+    (4, 2, ((1, 1), (1, 1)), 16, 24, 'space-to-depth F(2x2, 2x2)')])
+def test_matmul_convs_match_xla_convolution(kernel, stride, padding, c_in, c_out, winograd):
   """The CPU convolutions (im2col / kn2row / Winograd) compute XLA's convolution: outputs and
   the gradients with respect to input and kernel agree to float32 rounding."""
-  x = normal((2, 8, 6, c_in), seed=1)
+  impl = 'winograd' if winograd else 'im2col'  # (where no Winograd applies the two are one)
+  x = normal((2, 8, 12, c_in), seed=1)
   w = normal((kernel, kernel, c_in, c_out), seed=2, scale=0.3)
   pads = layers._resolve_padding(padding, x.shape[1:3], w.shape[:2], stride)
-  assert layers.winograd_applies(x, w, stride, pads) == (c_in >= 16)
+  assert layers.winograd_applies(x, w, stride, pads) == (winograd in ('F(2x2, 3x3)',
+                                                                     'F(2x2, 2x2)'))
+  assert layers._is_down4x4(x, w, stride, pads) == (winograd == 'space-to-depth F(2x2, 2x2)')
   run = lambda impl_: _value_and_grads(
       lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding, impl=impl_), x, w)
   chex.assert_trees_all_close(run(impl), run('xla'), rtol=1e-5, atol=3e-5)
 
 
-def test_winograd_second_order_gradients_match_xla():
-  """A gradient penalty differentiates the input gradient again: through the Winograd custom
-  VJP this gives XLA's values too."""
-  x = normal((2, 8, 6, 16), seed=1)
-  w = normal((3, 3, 16, 16), seed=2, scale=0.3)
+@pytest.mark.parametrize('impl, kernel, stride', [
+    ('winograd', 3, 1), ('winograd', 4, 2), ('im2col', 4, 2), ('im2col', 3, 1)])
+def test_second_order_gradients_match_xla(impl, kernel, stride):
+  """A gradient penalty differentiates the input gradient again: through the custom VJPs
+  (Winograd, space-to-depth Winograd, im2col with its phase up-conv input gradient) this
+  gives XLA's values too."""
+  x = normal((2, 8, 8, 16), seed=1)
+  w = normal((kernel, kernel, 16, 16), seed=2, scale=0.3)
 
-  def penalty(impl):
+  def penalty(impl_):
     def fn(w_):
-      gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(layers.conv2d(x_, w_, impl=impl))))(x)
+      conv = lambda x_: layers.conv2d(x_, w_, stride=stride, padding=1, impl=impl_)
+      gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(conv(x_))))(x)
       return jnp.sum(gx ** 2)
     return jax.value_and_grad(fn)(w)
 
-  ours, ref = penalty('winograd'), penalty('xla')
+  ours, ref = penalty(impl), penalty('xla')
   scale = jax.tree.map(lambda r: float(jnp.max(jnp.abs(r))), ref)  # relative to each leaf's size
   chex.assert_trees_all_close(jax.tree.map(jnp.divide, ours, scale),
                               jax.tree.map(jnp.divide, ref, scale), atol=1e-5)
@@ -264,7 +272,8 @@ def test_conv_impl_choice_and_errors(monkeypatch):
                      match='WGAN_JAX_CONV_IMPL=.cudnn.*valid: auto, xla, im2col, winograd'):
     layers.conv2d(normal((1, 4, 4, 2)), normal((3, 3, 2, 2)))
   with pytest.raises(ValueError, match='upsample=True. takes kernel 3, stride 1'):
-    hk.transform(lambda x: layers.Conv2D(4, 1, upsample=True)(x)).init(INIT_KEY, jnp.zeros((1, 2, 2, 1)))
+    hk.transform(lambda x: layers.Conv2D(4, 1, upsample=True)(x)).init(
+        INIT_KEY, jnp.zeros((1, 2, 2, 1)))
 
 
 @pytest.mark.parametrize('impl', ['im2col', 'winograd'])

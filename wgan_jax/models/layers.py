@@ -234,12 +234,13 @@ def _im2col_bwd(stride, pads, impl, residuals, dy):
   kh, kw, c_in, c_out = w.shape
   dw = jnp.dot(patches.reshape(-1, kh * kw * c_in).T, dy.reshape(-1, c_out)).reshape(w.shape)
   if stride == 1 and all(p <= k - 1 for k, pair in zip((kh, kw), pads) for p in pair):
-    # y[o] = sum_k x[o + k - p_lo] w[k]  =>  dx[q] = sum_k' dy[q + k' - (k - 1 - p_lo)] w[k - 1 - k'].
+    # y[o] = sum_k x[o + k - p_lo] w[k]
+    #   =>  dx[q] = sum_k' dy[q + k' - (k - 1 - p_lo)] w[k - 1 - k'].
     dx = conv2d(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2),
                 padding=_transposed_pads(w.shape, pads), impl=impl)
   elif (kh, kw, stride, pads) == (4, 4, 2, ((1, 1), (1, 1))) and not (x.shape[1] % 2
                                                                         or x.shape[2] % 2):
-    dx = phase_upconv2x(dy, w.transpose(0, 1, 3, 2))  # the transpose: ConvTranspose(4, 2, 1)
+    dx = phase_upconv2x(dy, w.transpose(0, 1, 3, 2), impl)  # the transpose: ConvTranspose(4, 2, 1)
   else:
     _, patches_vjp = jax.vjp(lambda x_: _patches(_pad_hw(x_, pads), kh, kw, stride,
                                                  dy.shape[1:3]), x)
@@ -272,56 +273,77 @@ def kn2row_conv2d(x: jax.Array, w: jax.Array, *,
   return sum(cols[:, i:i + h_out, j:j + w_out, i * kw + j] for i in range(kh) for j in range(kw))
 
 
-# Winograd F(2, 3) (Lavin & Gray 2016), per axis: y = A^T [(G g) * (B^T d)] for an input tile
-# d of 4 samples, kernel g of 3 taps and output y of 2 samples (y_i = sum_k d_{i+k} g_k).
-WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+# Winograd F(2, r) (Lavin & Gray 2016), per axis: y = A^T [(G g) * (B^T d)] for an input tile
+# d of r + 1 samples, a kernel g of r taps and an output y of 2 samples (y_i = sum_k d_{i+k} g_k).
+# WINOGRAD[r] = (B^T, G, A^T); B^T and A^T hold only 0 and +-1 (adds, no multiplications).
+WINOGRAD = {
+    2: (np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], np.float32),
+        np.array([[1, 0], [1, 1], [0, 1]], np.float32),
+        np.array([[1, 1, 0], [0, 1, 1]], np.float32)),
+    3: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32),
+        np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)),
+}
 
 
-def _winograd_bt(d):
-  """B^T d along a list of 4 tiles (adds only)."""
-  return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
-
-
-def _winograd_at(m):
-  """A^T m along a list of 4 products (adds only)."""
-  return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
+def _combine(mat: np.ndarray, items):
+  """[sum_i mat[a, i] items[i] for each row a] for a matrix of 0 / +-1: adds and subtracts."""
+  out = []
+  for row in mat:
+    acc = None
+    for coef, item in zip(row, items):
+      if coef:
+        acc = (item if coef > 0 else -item) if acc is None else (
+            acc + item if coef > 0 else acc - item)
+    out.append(acc)
+  return out
 
 
 def winograd_applies(x: jax.Array, w: jax.Array, stride: int, pads) -> bool:
-  """Whether `winograd_conv2d` computes this conv: 3x3, stride 1, even output H and W, and
-  at least WINOGRAD_MIN_C_IN input channels (and not a kn2row layer)."""
+  """Whether `winograd_conv2d` computes this conv: a 2x2 or 3x3 kernel, stride 1, even
+  output H and W, padding below the kernel size, and at least WINOGRAD_MIN_C_IN input and
+  output channels (image outputs go through kn2row)."""
   h_out, w_out = _output_hw(x, w, stride, pads)
   kh, kw, c_in, c_out = w.shape
-  return ((kh, kw, stride) == (3, 3, 1) and h_out % 2 == 0 and w_out % 2 == 0
+  return (kh == kw and kh in WINOGRAD and stride == 1 and h_out % 2 == 0 and w_out % 2 == 0
           and min(c_in, c_out) >= WINOGRAD_MIN_C_IN
-          and all(0 <= p <= 2 for pair in pads for p in pair))
+          and all(0 <= p < kh for pair in pads for p in pair))
 
 
-def _winograd_input(x_pad: jax.Array, th: int, tw: int) -> jax.Array:
-  """B^T d B of the overlapping 4x4 input tiles (stride 2): [16, B th tw, C]."""
-  d = [[x_pad[:, i:i + 2 * th:2, j:j + 2 * tw:2] for j in range(4)] for i in range(4)]
-  rows = [_winograd_bt([d[i][j] for i in range(4)]) for j in range(4)]     # rows[j][a]
-  v = [_winograd_bt([rows[j][a] for j in range(4)]) for a in range(4)]     # v[a][c]
-  return jnp.stack([v[a][c] for a in range(4) for c in range(4)]).reshape(16, -1, x_pad.shape[-1])
+def _winograd_input(x_pad: jax.Array, r: int, th: int, tw: int) -> jax.Array:
+  """B^T d B of the overlapping (r + 1)^2 input tiles at stride 2: [(r + 1)^2, B th tw, C]."""
+  bt, n = WINOGRAD[r][0], r + 1
+  d = [[x_pad[:, i:i + 2 * th:2, j:j + 2 * tw:2] for j in range(n)] for i in range(n)]
+  rows = [_combine(bt, [d[i][j] for i in range(n)]) for j in range(n)]     # rows[j][a]
+  v = [_combine(bt, [rows[j][a] for j in range(n)]) for a in range(n)]     # v[a][c]
+  return jnp.stack([v[a][c] for a in range(n) for c in range(n)]).reshape(
+      n * n, -1, x_pad.shape[-1])
 
 
-def _winograd_output(m: jax.Array, b: int, th: int, tw: int) -> jax.Array:
-  """A^T m A of the 4x4 products m [16, B th tw, C] -> the 2x2 output tiles, [B, 2th, 2tw, C]."""
-  m = m.reshape(4, 4, b, th, tw, -1)
-  cols = [_winograd_at([m[a, c] for a in range(4)]) for c in range(4)]     # cols[c][y]
-  y = [_winograd_at([cols[c][i] for c in range(4)]) for i in range(2)]     # y[i][j]
+def _winograd_output(m: jax.Array, r: int, b: int, th: int, tw: int) -> jax.Array:
+  """A^T m A of the products m [(r + 1)^2, B th tw, C]: the 2x2 output tiles, [B, 2th, 2tw, C]."""
+  at, n = WINOGRAD[r][2], r + 1
+  m = m.reshape(n, n, b, th, tw, -1)
+  cols = [_combine(at, [m[a, c] for a in range(n)]) for c in range(n)]     # cols[c][y]
+  y = [_combine(at, [cols[c][i] for c in range(n)]) for i in range(2)]     # y[i][j]
   y = jnp.stack([jnp.stack(y[i], axis=3) for i in range(2)], axis=2)       # [B, th, 2, tw, 2, C]
   return y.reshape(b, 2 * th, 2 * tw, -1)
 
 
-def _winograd_output_transpose(dy: jax.Array) -> jax.Array:
-  """The transpose of `_winograd_output`: A dy A^T per 2x2 tile, [16, B th tw, C]."""
+def _winograd_output_transpose(dy: jax.Array, r: int) -> jax.Array:
+  """The transpose of `_winograd_output`: A dy A^T per 2x2 tile, [(r + 1)^2, B th tw, C]."""
+  a, n = WINOGRAD[r][2].T, r + 1
   b, h, w, c = dy.shape
   dy = dy.reshape(b, h // 2, 2, w // 2, 2, c)
-  a = lambda y0, y1: [y0, y0 + y1, y0 - y1, -y1]  # A = A^T's transpose, per axis
-  rows = a(dy[:, :, 0], dy[:, :, 1])                                       # rows[a]: [B, th, tw, 2, C]
-  dm = [a(r[:, :, :, 0], r[:, :, :, 1]) for r in rows]                     # dm[a][c]
-  return jnp.stack([dm[i][j] for i in range(4) for j in range(4)]).reshape(16, -1, c)
+  rows = _combine(a, [dy[:, :, 0], dy[:, :, 1]])                           # [B, th, tw, 2, C]
+  dm = [_combine(a, [row[:, :, :, 0], row[:, :, :, 1]]) for row in rows]   # dm[a][c]
+  return jnp.stack([dm[i][j] for i in range(n) for j in range(n)]).reshape(n * n, -1, c)
+
+
+def _winograd_kernel(w: jax.Array) -> jax.Array:
+  """G w G^T: [(r + 1)^2, c_in, c_out]."""
+  g = jnp.asarray(WINOGRAD[w.shape[0]][1], w.dtype)
+  return jnp.einsum('ai,cj,ijxo->acxo', g, g, w).reshape(-1, w.shape[2], w.shape[3])
 
 
 def _batched_dot(a: jax.Array, b: jax.Array, contract: int) -> jax.Array:
@@ -334,12 +356,13 @@ def _batched_dot(a: jax.Array, b: jax.Array, contract: int) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def winograd_conv2d(x: jax.Array, w: jax.Array,
                     pads: Tuple[Tuple[int, int], Tuple[int, int]]) -> jax.Array:
-  """3x3 stride-1 conv2d by Winograd's F(2x2, 3x3): 16 products [T, c_in] @ [c_in, c_out]
-  over the T = B H' W' / 4 output tiles, 2.25x fewer multiplications than im2col.
+  """Stride-1 conv2d with an r x r kernel (r = 2, 3) by Winograd's F(2x2, r x r): (r + 1)^2
+  products [T, c_in] @ [c_in, c_out] over the T = B H' W' / 4 output tiles, (2r / (r + 1))^2
+  fewer multiplications than im2col (2.25x for 3x3, 1.78x for 2x2).
 
-  Input tiles are 4x4 windows of the padded input at stride 2, transformed by B^T . B;
-  the kernel by G . G^T; the 16 transformed positions multiply independently; A^T . A
-  turns each 4x4 product into a 2x2 output tile. Custom gradients, as fast as the forward:
+  Input tiles are (r + 1)^2 windows of the padded input at stride 2, transformed by B^T . B;
+  the kernel by G . G^T; the transformed positions multiply independently; A^T . A
+  turns each product into a 2x2 output tile. Custom gradients, as fast as the forward:
   the input gradient is the conv of dy with the flipped kernel (Winograd again), the kernel
   gradient G^T [V^T (A dy A^T)] G from the saved transformed input V; differentiating the
   forward instead would scatter-add overlapping tiles (measured 2-4x slower).
@@ -348,20 +371,18 @@ def winograd_conv2d(x: jax.Array, w: jax.Array,
 
 
 def _winograd_fwd(x, w, pads):
-  b = x.shape[0]
+  r, b = w.shape[0], x.shape[0]
   h_out, w_out = _output_hw(x, w, 1, pads)
   th, tw = h_out // 2, w_out // 2
-  v = _winograd_input(_pad_hw(x, pads), th, tw)
-  g = jnp.asarray(WINOGRAD_G, w.dtype)
-  u = jnp.einsum('ai,cj,ijxo->acxo', g, g, w).reshape(16, w.shape[2], w.shape[3])
-  return _winograd_output(_batched_dot(v, u, 2), b, th, tw), (v, w)
+  v = _winograd_input(_pad_hw(x, pads), r, th, tw)
+  return _winograd_output(_batched_dot(v, _winograd_kernel(w), 2), r, b, th, tw), (v, w)
 
 
 def _winograd_bwd(pads, residuals, dy):
   v, w = residuals
-  dm = _winograd_output_transpose(dy)
-  du = _batched_dot(v, dm, 1).reshape(4, 4, w.shape[2], w.shape[3])
-  g = jnp.asarray(WINOGRAD_G, w.dtype)
+  r, n = w.shape[0], w.shape[0] + 1
+  du = _batched_dot(v, _winograd_output_transpose(dy, r), 1).reshape(n, n, *w.shape[2:])
+  g = jnp.asarray(WINOGRAD[r][1], w.dtype)
   dw = jnp.einsum('ai,cj,acxo->ijxo', g, g, du)
   dx = conv2d(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2),
               padding=_transposed_pads(w.shape, pads), impl='winograd')
@@ -369,6 +390,26 @@ def _winograd_bwd(pads, residuals, dy):
 
 
 winograd_conv2d.defvjp(_winograd_fwd, _winograd_bwd)
+
+
+def _is_down4x4(x: jax.Array, w: jax.Array, stride: int, pads) -> bool:
+  """A 4x4 / stride 2 / padding 1 conv (the standard-CNN critic's) with an even output and
+  at least WINOGRAD_MIN_C_IN channels: `down4x4_conv2d` applies."""
+  return (w.shape[:2] == (4, 4) and stride == 2 and pads == ((1, 1), (1, 1))
+          and x.shape[1] % 4 == 0 and x.shape[2] % 4 == 0
+          and min(w.shape[2:]) >= WINOGRAD_MIN_C_IN)
+
+
+def down4x4_conv2d(x: jax.Array, w: jax.Array) -> jax.Array:
+  """conv2d(x, w [4, 4, c_in, c_out], stride 2, padding 1) as a 2x2 stride-1 convolution of
+  the padded input's space-to-depth [B, H/2 + 1, W/2 + 1, (2, 2, c_in)] (y[o] = sum_k
+  x_pad[2o + k] w[k] with k = 2a + p reads s2d[o + a, p]), by Winograd F(2x2, 2x2)."""
+  b, h, w_in, c_in = x.shape
+  x_pad = _pad_hw(x, ((1, 1), (1, 1)))
+  s2d = x_pad.reshape(b, h // 2 + 1, 2, w_in // 2 + 1, 2, c_in).transpose(0, 1, 3, 2, 4, 5)
+  s2d = s2d.reshape(b, h // 2 + 1, w_in // 2 + 1, 4 * c_in)
+  k = w.reshape(2, 2, 2, 2, c_in, -1).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c_in, -1)
+  return winograd_conv2d(s2d, k, ((0, 0), (0, 0)))
 
 
 def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'SAME',
@@ -382,6 +423,8 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'S
   impl = impl or conv_impl()
   if impl == 'winograd' and winograd_applies(x, w, stride, pads):
     return winograd_conv2d(x, w, pads)
+  if impl == 'winograd' and _is_down4x4(x, w, stride, pads):
+    return down4x4_conv2d(x, w)
   if impl in ('im2col', 'winograd'):
     return im2col_conv2d(x, w, stride=stride, pads=pads, impl=impl)
   return jax.lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=pads,
@@ -477,34 +520,36 @@ def upsample_conv_kernel(w: jax.Array) -> jax.Array:
   return jnp.einsum('ka,lb,abio->klio', t, t, w)
 
 
-@jax.custom_vjp
-def phase_upconv2x(x: jax.Array, w: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def phase_upconv2x(x: jax.Array, w: jax.Array, impl: str = 'im2col') -> jax.Array:
   """ConvTranspose(4, 2, 1) as four 2x2 convolutions, one per output phase (ry, rx), whose
   outputs interleave: the transposed convolution's own multiplications and no more (the
   sub-pixel 3x3 kernel multiplies 2.25x as many, 5 of its 9 taps per phase being zero).
 
   Custom gradients: both come from one set of patches of dy (4x4, stride 2, padding 1),
   the input gradient being that strided convolution of dy with w (one matrix product) and
-  the kernel gradient x^T @ patches.
+  the kernel gradient x^T @ patches. impl ('im2col' / 'winograd'): how the 2x2 convolutions
+  are computed (Winograd F(2x2, 2x2): 1.78x fewer multiplications).
   """
   b, h, w_in, _ = x.shape
   x_pad = _pad_hw(x, ((1, 1), (1, 1)))
-  phases = [[im2col_conv2d(x_pad[:, ry:ry + h + 1, rx:rx + w_in + 1],
-                           w[UPCONV_PHASE_TAPS[ry]][:, UPCONV_PHASE_TAPS[rx]],
-                           stride=1, pads=((0, 0), (0, 0)))
+  phases = [[conv2d(x_pad[:, ry:ry + h + 1, rx:rx + w_in + 1],
+                    w[UPCONV_PHASE_TAPS[ry]][:, UPCONV_PHASE_TAPS[rx]], padding='VALID', impl=impl)
              for rx in (0, 1)] for ry in (0, 1)]
   y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [B, H, 2, W, 2, C]
   return y.reshape(b, 2 * h, 2 * w_in, w.shape[-1])
 
 
-def _phase_upconv_fwd(x, w):
-  return phase_upconv2x(x, w), (x, w)
+def _phase_upconv_fwd(x, w, impl):
+  return phase_upconv2x(x, w, impl), (x, w)
 
 
-def _phase_upconv_bwd(residuals, dy):
+def _phase_upconv_bwd(impl, residuals, dy):
+  del impl
   x, w = residuals
   c_in, c_out = w.shape[2:]
-  # y[2i - 1 + k] += x[i] w[k]  =>  dx[i] = sum_k dy_pad[2i + k] w[k]^T, dw[k] = sum_i x[i]^T dy_pad[2i + k].
+  # y[2i - 1 + k] += x[i] w[k]  =>  dx[i] = sum_k dy_pad[2i + k] w[k]^T,
+  #                                  dw[k] = sum_i x[i]^T dy_pad[2i + k].
   patches = _patches(_pad_hw(dy, ((1, 1), (1, 1))), 4, 4, 2, x.shape[1:3])
   patches = patches.reshape(-1, 16 * c_out)
   dx = jnp.dot(patches, w.transpose(0, 1, 3, 2).reshape(16 * c_out, c_in))
@@ -521,9 +566,10 @@ def upconv2x(x: jax.Array, w: jax.Array, impl: Optional[str] = None) -> jax.Arra
   w [4, 4, c_in, c_out] is indexed like PyTorch's weight[c_in, c_out, kh, kw] (not flipped).
   impl 'xla': one sub-pixel 3x3 convolution and depth-to-space; otherwise `phase_upconv2x`.
   """
-  if (impl or conv_impl()) == 'xla':
+  impl = impl or conv_impl()
+  if impl == 'xla':
     return depth_to_space2x(conv2d(x, subpixel_kernel(w), padding='SAME', impl='xla'))
-  return phase_upconv2x(x, w)
+  return phase_upconv2x(x, w, impl)
 
 
 def upsample_conv2x(x: jax.Array, w: jax.Array, impl: Optional[str] = None) -> jax.Array:
@@ -532,9 +578,10 @@ def upsample_conv2x(x: jax.Array, w: jax.Array, impl: Optional[str] = None) -> j
   impl 'xla': literally that; otherwise the equivalent ConvTranspose(4, 2, 1)
   (`upsample_conv_kernel`, `phase_upconv2x`): 2.25x fewer multiplications.
   """
-  if (impl or conv_impl()) == 'xla':
+  impl = impl or conv_impl()
+  if impl == 'xla':
     return conv2d(upsample_nearest2x(x), w, padding='SAME', impl='xla')
-  return phase_upconv2x(x, upsample_conv_kernel(w))
+  return phase_upconv2x(x, upsample_conv_kernel(w), impl)
 
 
 class UpConv(hk.Module):
