@@ -378,12 +378,17 @@ def _winograd_fwd(x, w, pads):
   return _winograd_output(_batched_dot(v, _winograd_kernel(w), 2), r, b, th, tw), (v, w)
 
 
+def _winograd_kernel_grad(v: jax.Array, dy: jax.Array, w_shape) -> jax.Array:
+  """dL/dw = G^T [V^T (A dy A^T)] G from the transformed input V the forward saved."""
+  r, n = w_shape[0], w_shape[0] + 1
+  du = _batched_dot(v, _winograd_output_transpose(dy, r), 1).reshape(n, n, *w_shape[2:])
+  g = jnp.asarray(WINOGRAD[r][1], v.dtype)
+  return jnp.einsum('ai,cj,acxo->ijxo', g, g, du)
+
+
 def _winograd_bwd(pads, residuals, dy):
   v, w = residuals
-  r, n = w.shape[0], w.shape[0] + 1
-  du = _batched_dot(v, _winograd_output_transpose(dy, r), 1).reshape(n, n, *w.shape[2:])
-  g = jnp.asarray(WINOGRAD[r][1], w.dtype)
-  dw = jnp.einsum('ai,cj,acxo->ijxo', g, g, du)
+  dw = _winograd_kernel_grad(v, dy, w.shape)
   dx = conv2d(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2),
               padding=_transposed_pads(w.shape, pads), impl='winograd')
   return dx, dw
@@ -400,16 +405,43 @@ def _is_down4x4(x: jax.Array, w: jax.Array, stride: int, pads) -> bool:
           and min(w.shape[2:]) >= WINOGRAD_MIN_C_IN)
 
 
+def _s2d_kernel(w: jax.Array) -> jax.Array:
+  """[4, 4, c_in, c_out] -> [2, 2, (2, 2, c_in), c_out], k[a, b, (p, q, c)] = w[2a + p, 2b + q, c];
+  the same axis swap maps back."""
+  return w.reshape(2, 2, 2, 2, -1, w.shape[-1]).transpose(0, 2, 1, 3, 4, 5).reshape(
+      w.shape[0] // 2, w.shape[1] // 2, -1, w.shape[-1])
+
+
+@jax.custom_vjp
 def down4x4_conv2d(x: jax.Array, w: jax.Array) -> jax.Array:
   """conv2d(x, w [4, 4, c_in, c_out], stride 2, padding 1) as a 2x2 stride-1 convolution of
   the padded input's space-to-depth [B, H/2 + 1, W/2 + 1, (2, 2, c_in)] (y[o] = sum_k
-  x_pad[2o + k] w[k] with k = 2a + p reads s2d[o + a, p]), by Winograd F(2x2, 2x2)."""
+  x_pad[2o + k] w[k] with k = 2a + p reads s2d[o + a, p]), by Winograd F(2x2, 2x2).
+
+  Custom gradients: the input gradient is the transposed convolution `phase_upconv2x` of dy
+  (whose phases are Winograd too), the kernel gradient the Winograd one of the 2x2 conv.
+  """
+  return _down4x4_fwd(x, w)[0]
+
+
+def _down4x4_fwd(x, w):
   b, h, w_in, c_in = x.shape
   x_pad = _pad_hw(x, ((1, 1), (1, 1)))
   s2d = x_pad.reshape(b, h // 2 + 1, 2, w_in // 2 + 1, 2, c_in).transpose(0, 1, 3, 2, 4, 5)
   s2d = s2d.reshape(b, h // 2 + 1, w_in // 2 + 1, 4 * c_in)
-  k = w.reshape(2, 2, 2, 2, c_in, -1).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c_in, -1)
-  return winograd_conv2d(s2d, k, ((0, 0), (0, 0)))
+  y, (v, _) = _winograd_fwd(s2d, _s2d_kernel(w), ((0, 0), (0, 0)))
+  return y, (v, w)
+
+
+def _down4x4_bwd(residuals, dy):
+  v, w = residuals
+  c_in, c_out = w.shape[2:]
+  dk = _winograd_kernel_grad(v, dy, (2, 2, 4 * c_in, c_out))
+  dw = dk.reshape(2, 2, 2, 2, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(w.shape)
+  return phase_upconv2x(dy, w.transpose(0, 1, 3, 2), 'winograd'), dw
+
+
+down4x4_conv2d.defvjp(_down4x4_fwd, _down4x4_bwd)
 
 
 def conv2d(x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 'SAME',
