@@ -277,17 +277,20 @@ def test_conv_impl_choice_and_errors(monkeypatch):
 
 
 @pytest.mark.parametrize('impl', ['im2col', 'winograd'])
-@pytest.mark.parametrize('c_in, c_out', [(6, 4), (4, 6)])
+@pytest.mark.parametrize('c_in, c_out', [(6, 4), (24, 16)])
 def test_upsample_conv_is_a_transposed_convolution(impl, c_in, c_out):
   """conv3x3(upsample_nearest2x(x)) computed as ConvTranspose(4, 2, 1) with the kernel
-  `upsample_conv_kernel` (2.25x fewer multiplications): outputs and gradients agree."""
-  x = normal((2, 5, 4, c_in), seed=1)
+  `upsample_conv_kernel` (2.25x fewer multiplications), by 2x2 phase convolutions (Winograd
+  ones for 16+ channels): outputs and gradients agree."""
+  x = normal((2, 4, 6, c_in), seed=1)
   w = normal((3, 3, c_in, c_out), seed=2, scale=0.3)
+  phase_x, phase_w = jnp.zeros((2, 5, 7, c_in)), jnp.zeros((2, 2, c_in, c_out))
+  assert layers.winograd_applies(phase_x, phase_w, 1, ((0, 0), (0, 0))) == (c_in >= 16)
   literal = lambda x_, w_: layers.conv2d(layers.upsample_nearest2x(x_), w_, impl='xla')
   ours = functools.partial(layers.upsample_conv2x, impl=impl)
   chex.assert_trees_all_close(_value_and_grads(ours, x, w), _value_and_grads(literal, x, w),
                               rtol=1e-5, atol=1e-5)
-  chex.assert_shape(ours(x, w), (2, 10, 8, c_out))
+  chex.assert_shape(ours(x, w), (2, 8, 12, c_out))
 
 
 # ----------------------------------------------------------------------------- spectral norm

@@ -143,7 +143,7 @@ def _explicit_padding(padding: Padding):
 # is traced (a performance choice; the function is the same up to float rounding).
 CONV_IMPL_ENV = 'WGAN_JAX_CONV_IMPL'
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'winograd')
-# Winograd needs enough input channels for its batched products to pay for the transforms
+# Winograd needs enough channels for its batched products to pay for the transforms
 # (measured on XLA:CPU: slower than im2col at c_in = 3, faster from 64 on).
 WINOGRAD_MIN_C_IN = 16
 
@@ -156,10 +156,12 @@ def conv_impl() -> str:
   1.3-3.5x the FLOP rate of the convolution thunks once gradients are included, and whole
   train steps leave some filter-gradient convolutions in a layout that runs 10-50x more
   slowly still (measured: 57 s against 2.4 s for one SNGAN standard-CNN step, batch 64;
-  benchmarks/README.md). 'winograd': the same, except that 3x3 stride-1 convolutions use
-  Winograd's F(2x2, 3x3) algorithm (`winograd_conv2d`, 2.25x fewer multiplications, relative
-  error about 2e-6 instead of 1e-7). 'xla': lax.conv_general_dilated, what accelerators
-  use (cuDNN / the TPU's convolution units).
+  benchmarks/README.md). 'winograd': the same, except that 3x3 and 2x2 stride-1 convolutions
+  (the up-convs' phases among them) use Winograd's F(2x2, 3x3) / F(2x2, 2x2)
+  (`winograd_conv2d`, 2.25x / 1.78x fewer multiplications, relative error about 2e-6 instead
+  of 1e-7) and 4x4 / stride-2 ones a space-to-depth F(2x2, 2x2) (`down4x4_conv2d`).
+  'xla': lax.conv_general_dilated, what accelerators use (cuDNN / the TPU's convolution
+  units). Transposed convolutions and upsample-convs follow the same choice (`upconv2x`).
   """
   impl = os.environ.get(CONV_IMPL_ENV, 'auto') or 'auto'
   if impl not in CONV_IMPLS:
@@ -347,10 +349,9 @@ def _winograd_kernel(w: jax.Array) -> jax.Array:
 
 
 def _batched_dot(a: jax.Array, b: jax.Array, contract: int) -> jax.Array:
-  """Per leading index t: a[t] contracted with b[t] over axis `contract` of both (1 or 2)."""
-  other = 3 - contract
-  return jax.lax.dot_general(a, b, (((contract,), (other if contract == 2 else contract,)),
-                                    ((0,), (0,))))
+  """Per leading index t, a[t] and b[t] contracted over a's axis `contract` and b's axis 1:
+  2 -> a[t] @ b[t], 1 -> a[t]^T @ b[t]."""
+  return jax.lax.dot_general(a, b, (((contract,), (1,)), ((0,), (0,))))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
