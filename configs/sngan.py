@@ -1,6 +1,7 @@
 """SNGAN (Miyato et al. 2018): hinge loss, spectral normalisation of every critic layer.
 
-  configs/sngan.py             CIFAR-10 ResNet (G 256 ch, D 128 ch), Adam 2e-4 (0, 0.9),
+  configs/sngan.py             CIFAR-10 ResNet (G 256 ch, D 128 ch, global sum pool, no bias
+                               in D's output layer), Adam 2e-4 (0, 0.9),
                                n_dis 5, G batch 2 x D batch (128 / 64), linear decay;
                                paper: IS 8.22 +- .05, FID 21.7 +- .21 (Table 2; IS over
                                10 x 5k samples, FID 10k real vs 5k fake).
@@ -49,8 +50,11 @@ def get_config(arg=None):
   c.lipschitz.method = 'spectral'
   c.data.name = a.dataset or 'cifar10'
   cnn = 'cnn' in a.flags
+  # snresnet_32.py: global sum pool, SNLinear(ch, 1, nobias=True); chainer-gan-lib's
+  # SNDCGANDiscriminator's SNLinear has a bias.
   c.model.update(name='dcgan' if cnn else 'resnet', g_batch_norm=True, d_norm='spectral',
-                 g_ch=64 if cnn else 256, d_ch=64 if cnn else 128)
+                 g_ch=64 if cnn else 256, d_ch=64 if cnn else 128, d_pool='sum',
+                 d_out_bias=cnn)
   c.batch_size = 64
   c.total_steps = 50_000
   lr, b1, b2, n_dis = 2e-4, 0.0, 0.9, 5
@@ -68,6 +72,7 @@ def get_config(arg=None):
     o.update(name='adam', lr=lr, b1=b1, b2=b2, schedule='constant' if cnn else 'linear')
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
+    c.model.d_out_bias = True   # gan_toy.py's MLP critic
     c.batch_size, c.g_batch_size, c.n_critic = 256, 0, 5
     c.total_steps = 3000
     for o in (c.optim.g, c.optim.d):

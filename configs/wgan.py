@@ -7,7 +7,8 @@ RMSProp lr 5e-5 for both players, n_critic 5, batch 64, no batch norm in the cri
                               well below WGAN-GP on CIFAR-10 (Figure 3, Inception score
                               over training), and the SNGAN paper's Table 2 lists it
                               (standard CNN) well below SN-GANs.
-  configs/wgan.py:gaussians8  the same method on gan_toy.py's MLP.
+  configs/wgan.py:gaussians8  the same method on gan_toy.py's MLP with gan_toy.py's WGAN mode:
+                              batch 256, TF RMSProp lr 5e-5, decay 0.9, eps 1e-10.
   configs/wgan.py:resnet      the CIFAR ResNet instead.
   ,no_bn_g ,mlp_g ,no_norm ,tanh   the WGAN-GP paper's architecture settings (see
                               configs/wgan_gp.py): weight clipping is one of the methods that
@@ -37,6 +38,12 @@ def get_config(arg=None):
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
     c.total_steps = 4000
+    # gan_toy.py (MODE 'wgan'): BATCH_SIZE 256, tf.train.RMSPropOptimizer(5e-5), whose
+    # defaults are decay 0.9, epsilon 1e-10 (TF adds it inside the square root and starts
+    # the average at 1, here eps is outside it and the average starts at 0).
+    c.batch_size = 256
+    for o in (c.optim.g, c.optim.d):
+      o.update(b2=0.9, eps=1e-10)
   config_lib.apply_arch_flags(c, a.flags)
   config_lib.apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:

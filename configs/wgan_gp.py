@@ -1,12 +1,18 @@
 """WGAN-GP (Gulrajani et al. 2017): Wasserstein loss + gradient penalty, lambda 10, n_critic 5.
 
-  configs/wgan_gp.py             CIFAR-10 ResNet (G 256 ch, D 128 ch, no batch norm in D),
-                                 Adam 2e-4 (0, 0.9), linear decay to 0 over 100k G steps;
+  configs/wgan_gp.py             CIFAR-10 ResNet as gan_cifar_resnet.py: G and D 128 ch
+                                 (DIM_G, DIM_D), no normalisation in D, global mean pool,
+                                 critic batch 64, G batch 128 (GEN_BS_MULTIPLE 2), Adam 2e-4
+                                 (0, 0.9), linear decay to 0 over 100k G steps;
                                  paper: IS 7.86 +- .07 (unconditional, Table 3; IS over 50k
                                  samples, 10 splits, the original Inception network).
   configs/wgan_gp.py:gaussians8  gan_toy.py: MLP 3 x 512 ReLU both players, batch 256,
                                  Adam 1e-4 (0.5, 0.9), lambda 0.1 (as in the code).
-  configs/wgan_gp.py:cnn         the SNGAN standard CNN with the WGAN-GP recipe.
+  configs/wgan_gp.py:cnn         the SNGAN standard CNN (g_ch = d_ch = 64: widest layers 512,
+                                 gan_cifar.py's 4 * DIM with DIM 128) with gan_cifar.py's
+                                 recipe: Adam 1e-4 (0.5, 0.9) constant, batch 64, 200k G
+                                 steps. gan_cifar.py's own networks are smaller (three 5x5
+                                 layers each way, see README.md, Recipes).
   ,smoke                         a tiny, 4-step run (tests).
 
 The paper's architecture-robustness settings (Section 5.2, Figure 2: DCGAN, LSGAN, WGAN with
@@ -34,15 +40,22 @@ def get_config(arg=None):
   c.batch_size = 64
   c.lipschitz.update(method='gp', gp_weight=10.0)
   c.data.name = a.dataset or 'cifar10'
-  c.model.update(name='dcgan' if 'cnn' in a.flags else 'resnet', g_batch_norm=True,
-                 d_norm='none', g_ch=64 if 'cnn' in a.flags else 256,
-                 d_ch=64 if 'cnn' in a.flags else 128)
-  c.total_steps = 100_000
+  cnn = 'cnn' in a.flags
+  c.model.update(name='dcgan' if cnn else 'resnet', g_batch_norm=True, d_norm='none',
+                 g_ch=64 if cnn else 128, d_ch=64 if cnn else 128, d_pool='mean',
+                 d_out_bias=True)
+  if cnn:    # gan_cifar.py: ITERS 200000, Adam(1e-4, beta1=0.5, beta2=0.9), no decay
+    c.total_steps = 200_000
+    lr, b1, schedule = 1e-4, 0.5, 'constant'
+  else:      # gan_cifar_resnet.py: ITERS 100000, Adam(LR*decay, 0., 0.9), GEN_BS_MULTIPLE 2
+    c.total_steps = 100_000
+    c.g_batch_size = 128
+    lr, b1, schedule = 2e-4, 0.0, 'linear'
   for o in (c.optim.g, c.optim.d):
-    o.update(name='adam', lr=2e-4, b1=0.0, b2=0.9, schedule='linear')
+    o.update(name='adam', lr=lr, b1=b1, b2=0.9, schedule=schedule)
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
-    c.batch_size = 256
+    c.batch_size, c.g_batch_size = 256, 0
     c.lipschitz.gp_weight = 0.1
     c.total_steps = 4000
     for o in (c.optim.g, c.optim.d):

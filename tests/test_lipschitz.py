@@ -94,6 +94,28 @@ def test_spectral_norm_without_iteration_reuses_u_and_matches_paper_gradient():
   chex.assert_trees_all_close(grad, jnp.outer(v, u), rtol=1e-5)
 
 
+@pytest.mark.parametrize('shape', [(5, 3), (3, 3, 2, 4)])
+def test_spectral_norm_gradient_treats_the_iterated_u_as_a_constant(shape):
+  """One power iteration from a u far from converged (u1 depends on W): d sigma / dW is
+  still v u1^T, u1 = power_iteration(u0), v = W u1 / |W u1| (Miyato et al., Algorithm 1:
+  u1 is not differentiated through). Without the stop_gradient the gradient would also
+  carry d u1 / dW."""
+  w = jax.random.normal(jax.random.PRNGKey(1), shape)
+  u0 = jnp.ones(shape[-1]) / np.sqrt(shape[-1])
+  w_mat = w.reshape(-1, shape[-1])
+  u1 = lipschitz.power_iteration(w_mat, u0, n_iters=1)
+  out = lipschitz.spectral_normalize(w, u0, n_iters=1)
+  chex.assert_trees_all_close(out.u, u1, rtol=1e-6)
+  grad = jax.grad(lambda w_: lipschitz.spectral_normalize(w_, u0, n_iters=1).sigma)(w)
+  v = (w_mat @ u1) / jnp.linalg.norm(w_mat @ u1)
+  expected = jnp.outer(v, u1).reshape(shape)
+  chex.assert_trees_all_close(grad, expected, rtol=1e-5, atol=1e-6)
+  # The test can fail: the gradient through u1 differs from v u1^T here.
+  full = jax.grad(lambda w_: jnp.linalg.norm(
+      w_.reshape(w_mat.shape) @ lipschitz.power_iteration(w_.reshape(w_mat.shape), u0)))(w)
+  assert float(jnp.max(jnp.abs(full - expected))) > 1e-2
+
+
 def test_spectral_norm_bound_is_product_of_layer_norms():
   params = {'l0': {'w': 2.0 * jnp.eye(2), 'b': jnp.zeros(2)}, 'l1': {'w': 3.0 * jnp.eye(2)}}
   bound, sigmas = lipschitz.spectral_norm_bound(params)

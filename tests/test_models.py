@@ -543,50 +543,168 @@ def test_config_dict_is_accepted():
   assert models.z_dim == 8
 
 
+# ----------------------------------------------------------------------------- official recipes
+def test_resnet_critic_pool_sums_or_averages_over_h_w():
+  """d_pool 'mean' (WGAN-GP) is 'sum' (SNGAN) / (H' W') on the same weights, H' = W' = S / 4;
+  a config without the key (saved before it existed) sums, as those runs did."""
+  shape = (8, 8, 3)
+  x = normal((B,) + shape, seed=2)
+  scores, params = {}, None
+  for pool in ('sum', 'mean', None):
+    cfg = model_config(name='resnet', z_dim=8, d_out_bias=False)
+    if pool:
+      cfg.d_pool = pool
+    d = build_models(cfg, data_shape=shape).d
+    if params is None:
+      params = jax.jit(functools.partial(d.init, update_stats=True))(INIT_KEY, x)
+    scores[pool] = jax.jit(functools.partial(d.apply, update_stats=False))(
+        *params, None, x)[0]
+  hw = (shape[0] // 4) * (shape[1] // 4)
+  np.testing.assert_allclose(scores['sum'], hw * scores['mean'], rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_equal(scores[None], scores['sum'])
+  assert float(jnp.max(jnp.abs(scores['sum']))) > 0
+  with pytest.raises(ConfigError, match='model.d_pool'):
+    build_models(model_config(name='resnet', d_pool='max'), data_shape=SMALL_IMAGE)
+
+
+def test_resnet_init_std_follows_the_official_code():
+  """Residual 3x3 convs: Glorot uniform with gain sqrt(2), std sqrt(2) sqrt(2 / (fan_in +
+  fan_out)) (sngan_projection resblocks.py GlorotUniform(math.sqrt(2)); tflib he_init);
+  1x1 shortcuts, the dense layers and the output conv: plain Glorot, std sqrt(2 / (fan_in
+  + fan_out)). Uniform: every |w| <= sqrt(3) std."""
+  models = build_models(model_config(name='resnet', z_dim=64, g_ch=64, d_ch=64),
+                        data_shape=(8, 8, 3))
+  g_params, _ = jax.jit(functools.partial(models.g.init, is_training=True))(
+      INIT_KEY, jnp.zeros((1, 64)))
+  d_params, _ = jax.jit(functools.partial(models.d.init, update_stats=True))(
+      INIT_KEY, jnp.zeros((1, 8, 8, 3)))
+  checked = {1: 0, 2: 0}
+  for tree in (g_params, d_params):
+    for module, leaves in tree.items():
+      if 'w' not in leaves:
+        continue
+      w = np.asarray(leaves['w'])
+      receptive = math.prod(w.shape[:-2])
+      fan_in, fan_out = receptive * w.shape[-2], receptive * w.shape[-1]
+      gain2 = 2 if (w.ndim == 4 and w.shape[0] == 3 and 'block' in module) else 1
+      std = math.sqrt(gain2 * 2 / (fan_in + fan_out))
+      assert np.max(np.abs(w)) <= math.sqrt(3) * std * (1 + 1e-6), module
+      if w.size >= 1000:   # sample std within 5% (its own error is < 1.2% at this size)
+        assert np.std(w) == pytest.approx(std, rel=0.05), module
+        checked[gain2] += 1
+    for module, leaves in tree.items():
+      if 'b' in leaves:
+        assert not np.any(np.asarray(leaves['b'])), module
+  # Every block conv (G: 3 blocks x 2; D: 2 + 2 + 2 x 2) and the larger plain-Glorot layers.
+  assert checked[2] == 3 * 2 + 2 + 2 + 2 * 2 and checked[1] >= 4
+
+
+def test_output_bias_is_a_model_option():
+  """d_out_bias false: no bias in dense_out, in every critic (one code path); a config
+  without the key (saved before it existed) has one, as those runs did."""
+  for name in ('mlp', 'dcgan', 'resnet'):
+    shape = data_shape_of(name)
+    for bias in (False, True, None):
+      cfg = model_config(name=name) if bias is None else model_config(name=name,
+                                                                      d_out_bias=bias)
+      d = build_models(cfg, data_shape=shape).d
+      params, _ = jax.eval_shape(functools.partial(d.init, update_stats=True), INIT_KEY,
+                                 jax.ShapeDtypeStruct((2,) + shape, jnp.float32))
+      assert sorted(params['dense_out']) == (['w'] if bias is False else ['b', 'w']), name
+
+
+def test_dcgan_generator_batch_norm_is_per_feature_after_the_dense_layer():
+  """chainer-gan-lib DCGANGenerator: bn0 = BatchNormalization(bottom_width**2 * ch): one
+  scale per dense output; the up-convs' batch norms are per channel."""
+  g = build_models(model_config(name='dcgan', z_dim=8), data_shape=SMALL_IMAGE).g
+  g_params, _ = jax.eval_shape(functools.partial(g.init, is_training=True), INIT_KEY,
+                               jax.ShapeDtypeStruct((2, 8), jnp.float32))
+  dense = g_params['dense_in']['w'].shape[-1]
+  assert g_params['bn_0']['scale'].size == dense == 2 * 2 * 8 * 16
+  assert g_params['bn_1']['scale'].size == 4 * 16
+
+
 # ----------------------------------------------------------------------------- parameter counts
-def conv_params(k, c_in, c_out):
-  return k * k * c_in * c_out + c_out
+# Counted layer by layer from the authors' code (weights + biases; batch / layer norm: one
+# scale and one offset per normalised unit; running statistics and power-iteration vectors
+# are not parameters there, and are state here).
+def conv_params(k, c_in, c_out, bias=True):
+  return k * k * c_in * c_out + (c_out if bias else 0)
 
 
-def dcgan_counts(z_dim=128, ch=64, d_ch=64, c=3, bottom=4):
-  g = (z_dim + 1) * bottom * bottom * 8 * ch + 2 * 8 * ch          # dense + BN
-  for c_in, c_out in ((8 * ch, 4 * ch), (4 * ch, 2 * ch), (2 * ch, ch)):
-    g += conv_params(4, c_in, c_out) + 2 * c_out                     # up-conv + BN
-  g += conv_params(3, ch, c)
-  d, c_in = 0, c
-  for k, _, mult in ((3, 1, 1), (4, 2, 1), (3, 1, 2), (4, 2, 2), (3, 1, 4), (4, 2, 4), (3, 1, 8)):
-    d += conv_params(k, c_in, mult * d_ch)
-    c_in = mult * d_ch
-  d += bottom * bottom * c_in + 1
+def wgan_gp_resnet_counts():
+  """improved_wgan_training/gan_cifar_resnet.py, DIM_G = DIM_D = 128 (lines 39-40), unconditional."""
+  dim = 128
+  block_up = (conv_params(1, dim, dim)          # .Shortcut, UpsampleConv 1x1 (line 127)
+              + 2 * dim + conv_params(3, dim, dim)   # .N1 batchnorm, .Conv1 (lines 130-132)
+              + 2 * dim + conv_params(3, dim, dim))  # .N2, .Conv2 (lines 133-135)
+  g = (128 * 4 * 4 * dim + 4 * 4 * dim          # Generator.Input Linear(128, 4*4*DIM_G), 154
+       + 3 * block_up                             # Generator.1-3, lines 156-158
+       + 2 * dim + conv_params(3, dim, 3))        # OutputN, Output conv (lines 159-161)
+  d = (conv_params(1, 3, dim) + conv_params(3, 3, dim) + conv_params(3, dim, dim)  # 139-149
+       + conv_params(1, dim, dim) + 2 * conv_params(3, dim, dim)   # Discriminator.2 (down)
+       + 2 * 2 * conv_params(3, dim, dim)                          # .3, .4: identity skips
+       + dim + 1)                                 # Discriminator.Output Linear(DIM_D, 1), 173
   return g, d
 
 
-def resnet_counts(z_dim=128, ch=256, d_ch=128, c=3, bottom=4):
-  block_up = 2 * ch + conv_params(3, ch, ch) + 2 * ch + conv_params(3, ch, ch) \
-      + conv_params(1, ch, ch)
-  g = (z_dim + 1) * bottom * bottom * ch + 3 * block_up + 2 * ch + conv_params(3, ch, c)
-  d = (conv_params(3, c, d_ch) + conv_params(3, d_ch, d_ch) + conv_params(1, c, d_ch)  # opt.
-       + 2 * conv_params(3, d_ch, d_ch) + conv_params(1, d_ch, d_ch)                  # down
-       + 2 * 2 * conv_params(3, d_ch, d_ch)                                           # 2 plain
-       + d_ch + 1)                                                                     # dense
+def sngan_resnet_counts():
+  """sngan_projection gen_models/resnet_32.py (ch 256) with gen_models/resblocks.py, and
+  dis_models/snresnet_32.py (ch 128) with dis_models/resblocks.py."""
+  ch, d_ch = 256, 128
+  block = (2 * ch + conv_params(3, ch, ch) + 2 * ch + conv_params(3, ch, ch)  # b1 c1 b2 c2
+           + conv_params(1, ch, ch))              # c_sc (resblocks.py lines 29-38)
+  g = (128 * 16 * ch + 16 * ch                    # l1 = L.Linear(dim_z, 4 * 4 * ch), line 17
+       + 3 * block                                # block2-4, lines 18-20
+       + 2 * ch + conv_params(3, ch, 3))          # b5, c5 (lines 21-22)
+  d = (conv_params(3, 3, d_ch) + conv_params(3, d_ch, d_ch) + conv_params(1, 3, d_ch)  # block1
+       + 2 * conv_params(3, d_ch, d_ch) + conv_params(1, d_ch, d_ch)  # block2, downsample
+       + 2 * 2 * conv_params(3, d_ch, d_ch)                           # block3, block4
+       + d_ch)                                    # l5 = SNLinear(ch, 1, nobias=True), line 17
   return g, d
 
 
-@pytest.mark.parametrize('name, widths, expected', [
-    ('dcgan', dict(g_ch=64, d_ch=64), (3_813_379, 2_935_873)),
-    ('resnet', dict(g_ch=256, d_ch=128), (4_276_739, 1_053_825)),
-])
-def test_full_size_parameter_counts(name, widths, expected):
-  counts = dcgan_counts() if name == 'dcgan' else resnet_counts()
-  assert counts == expected   # the formula and the hand count agree
-  models = build_models(model_config(name=name, z_dim=128, d_norm='spectral', **widths),
-                        data_shape=(32, 32, 3))
+def sngan_cnn_counts():
+  """The SNGAN standard CNN: chainer-gan-lib common/net.py, DCGANGenerator (ch 512,
+  bottom_width 4, n_hidden 128; lines 69-79) and SNDCGANDiscriminator (ch 512; lines
+  204-211)."""
+  ch = 512
+  g = 128 * 16 * ch + 16 * ch + 2 * 16 * ch       # l0, bn0 = BatchNormalization(4 * 4 * ch)
+  for c_in, c_out in ((ch, ch // 2), (ch // 2, ch // 4), (ch // 4, ch // 8)):
+    g += conv_params(4, c_in, c_out) + 2 * c_out  # dc1-dc3 (4, 2, 1), bn1-bn3
+  g += conv_params(3, ch // 8, 3)                 # dc4 = Deconvolution2D(ch // 8, 3, 3, 1, 1)
+  d = (conv_params(3, 3, ch // 8) + conv_params(4, ch // 8, ch // 4)       # c0_0, c0_1
+       + conv_params(3, ch // 4, ch // 4) + conv_params(4, ch // 4, ch // 2)  # c1_0, c1_1
+       + conv_params(3, ch // 2, ch // 2) + conv_params(4, ch // 2, ch)       # c2_0, c2_1
+       + conv_params(3, ch, ch)                                              # c3_0
+       + 16 * ch + 1)                             # l4 = SNLinear(4 * 4 * ch, 1): a bias
+  return g, d
+
+
+def abstract_counts(config):
+  """(G, D) parameter counts of the config's models at 32x32x3, without computing anything."""
+  models = build_models(config.model, data_shape=(32, 32, 3))
   key = jax.random.PRNGKey(0)
   g_params, _ = jax.eval_shape(functools.partial(models.g.init, is_training=True), key,
-                               jax.ShapeDtypeStruct((2, 128), jnp.float32))
+                               jax.ShapeDtypeStruct((2, models.z_dim), jnp.float32))
   d_params, d_state = jax.eval_shape(functools.partial(models.d.init, update_stats=True), key,
                                      jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
-  assert (n_params(g_params), n_params(d_params)) == expected
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((g_params, d_params)))
-  n_sn_layers = 7 + 1 if name == 'dcgan' else 3 + 3 + 2 * 2 + 1   # convs + dense
-  assert len(d_state) == n_sn_layers
+  return (hk.data_structures.tree_size(g_params), hk.data_structures.tree_size(d_params)), \
+      d_params, d_state
+
+
+@pytest.mark.parametrize('file, arg, official, expected', [
+    ('wgan_gp', '', wgan_gp_resnet_counts, (1_204_483, 1_053_825)),
+    ('sngan', '', sngan_resnet_counts, (4_276_739, 1_053_824)),
+    ('sngan', 'cnn', sngan_cnn_counts, (3_828_739, 5_860_865)),
+])
+def test_config_parameter_counts_match_the_official_code(file, arg, official, expected):
+  from tests import configs_loader
+  assert official() == expected   # the layer-by-layer count and the hand sum agree
+  counts, d_params, d_state = abstract_counts(configs_loader.load(file, arg))
+  assert counts == expected
+  n_sn_layers = {'wgan_gp': 0, 'sngan': 3 + 3 + 2 * 2 + 1, 'sngan:cnn': 7 + 1}
+  assert len(d_state) == n_sn_layers[f'{file}:{arg}'.rstrip(':')]
+  # Only SNGAN's ResNet critic has no output bias (snresnet_32.py: nobias=True).
+  assert ('b' in d_params['dense_out']) == (f'{file}:{arg}' != 'sngan:')

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from wgan_jax import lipschitz, train
+from wgan_jax import step as step_lib
 from wgan_jax.state import GanState
 
 from tests import configs_loader
@@ -91,13 +92,61 @@ def test_spectral_state_advances_once_per_critic_update():
 
 
 def test_ema_tracks_generator_weights():
-  run = _run(**{'ema_decay': 0.5})
+  # decay 0.9, not 0.5: a swap of decay and 1 - decay must show.
+  assert float(step_lib.ema_update(jnp.float32(10.0), jnp.float32(0.0), 0.9)) == \
+      pytest.approx(9.0)
+  run = _run(**{'ema_decay': 0.9})
   state0 = run.init_state()
   g0 = jax.device_get(state0.g_params)
   state1, _ = _steps(run, 1, state0)
-  expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, g0, jax.device_get(state1.g_params))
+  expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, g0, jax.device_get(state1.g_params))
   chex.assert_trees_all_close(state1.g_ema_params, expected, rtol=1e-6)
   assert _run().init_state().g_ema_params is None
+
+
+def _step_keys(run, step=0):
+  """The keys of generator step `step`: n_critic critic-update keys, then the G key."""
+  return jax.random.split(step_lib.step_key(run.config.seed, step), run.config.n_critic + 1)
+
+
+def test_generator_loss_uses_the_stored_critic_state():
+  """lr 0: g_loss is -mean D(G(z)) under the critic's state after the step's critic updates
+  (the generator's pass through a spectrally normalised critic must not power-iterate)."""
+  run = _run(file='sngan', **{'optim.d.lr': 0.0, 'optim.g.lr': 0.0})
+  state0 = jax.device_get(run.init_state())
+  state1, history = _steps(run, 1, jax.device_put(state0))
+  z = step_lib.sample_z(_step_keys(run)[-1], run.step_config.g_batch_size, run.models.z_dim)
+  fake, _ = run.models.g.apply(state0.g_params, state0.g_state, None, z, is_training=True)
+  d_fake, _ = run.models.d.apply(state1.d_params, state1.d_state, None, fake,
+                                 update_stats=False)
+  np.testing.assert_allclose(history[0]['g_loss'], -jnp.mean(d_fake), rtol=1e-5, atol=1e-7)
+  # The same with one more power iteration is measurably different (the test can fail).
+  d_ahead, _ = run.models.d.apply(state1.d_params, state1.d_state, None, fake,
+                                  update_stats=True)
+  assert abs(float(jnp.mean(d_ahead) - jnp.mean(d_fake))) > 0.01 * abs(float(jnp.mean(d_fake)))
+
+
+def test_gradient_penalty_uses_the_critic_state_of_its_update():
+  """lr 0, one critic update: the penalty is that of the critic under the state its
+  updating pass just wrote (the penalty's passes must not power-iterate again)."""
+  run = _run(**{'optim.d.lr': 0.0, 'optim.g.lr': 0.0, 'model.d_norm': 'spectral',
+                'n_critic': 1})
+  state0 = jax.device_get(run.init_state())
+  state1, history = _steps(run, 1, jax.device_put(state0))
+  z_key, penalty_key = jax.random.split(_step_keys(run)[0])
+  b = run.config.batch_size
+  fake, _ = run.models.g.apply(state0.g_params, state0.g_state, None,
+                               step_lib.sample_z(z_key, b, run.models.z_dim), is_training=True)
+  alpha = jax.random.uniform(penalty_key, (b,), jnp.float32)
+  real = run.batch(0)['x'][0]
+
+  def penalty(update_stats):
+    d_fn = lambda x: run.models.d.apply(state1.d_params, state1.d_state, None, x,
+                                        update_stats=update_stats)[0]
+    return lipschitz.gradient_penalty(d_fn, real=real, fake=fake, alpha=alpha)[0]
+
+  np.testing.assert_allclose(history[0]['penalty'], penalty(False), rtol=1e-5, atol=1e-7)
+  assert abs(float(penalty(True) - penalty(False))) > 1e-3 * float(penalty(False))
 
 
 def test_bfloat16_compute_step_keeps_state_and_metrics_float32():

@@ -46,6 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
       g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,
       g_name='', g_mlp_layers=0,      # G of another architecture / depth ('', 0: as D)
+      d_pool='sum',                   # resnet critic's global pool over (H, W): sum | mean
+      d_out_bias=True,                # a bias in the critic's output layer
       compute_dtype='float32'))       # or bfloat16: matmuls / convs / activations in bf16
   c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
   # Image metrics during training, see wgan_jax/eval/image_eval.py (every_steps 0: off).
@@ -59,8 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3            # the last K checkpoints are kept
   c.parallel = ml_collections.ConfigDict(dict(strategy='single'))
   # Class-conditional GANs: method none | projection | acgan; num_classes 0 = the dataset's.
+  # The AC-WGAN-GP weights (gan_cifar_resnet.py: ACGAN_SCALE = 1., ACGAN_SCALE_G = 0.1).
   c.conditional = ml_collections.ConfigDict(dict(
-      method='none', num_classes=0, acgan_d_weight=1.0, acgan_g_weight=1.0))
+      method='none', num_classes=0, acgan_d_weight=1.0, acgan_g_weight=0.1))
   return c
 
 

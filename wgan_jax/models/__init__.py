@@ -89,6 +89,8 @@ def _common(model_config) -> dict:
       g_batch_norm=_flag(model_config, 'g_batch_norm', True),
       g_spectral_norm=_flag(model_config, 'g_spectral_norm', False),
       d_norm=_choice(model_config, 'd_norm', layers.D_NORMS, 'none'),
+      # Missing keys (configs saved before they existed) mean what those runs trained.
+      d_out_bias=_flag(model_config, 'd_out_bias', True),
       compute_dtype=layers.COMPUTE_DTYPES[
           _choice(model_config, 'compute_dtype', tuple(layers.COMPUTE_DTYPES), 'float32')])
 
@@ -116,6 +118,7 @@ def build_mlp(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = 
               num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
   """gan_toy.py's MLP pair for data of any shape (flattened; (2,) for the toy problems)."""
   cond = _conditioning(num_classes, critic_head)
+  _choice(model_config, 'd_pool', tuple(resnet.POOLS), 'sum')  # checked; MLPs do not pool
   g_fn, d_fn = mlp.make_fns(
       data_shape=_data_shape(data_shape),
       hidden=_positive_int(model_config, 'mlp_hidden', 512),
@@ -133,7 +136,8 @@ def _build_cnn(module, name: str, model_config, data_shape, bn_axis_name, num_cl
     raise ConfigError(f'model.activation {activation!r} is only supported by models mlp and '
                       f'dcgan; model {name} uses its paper\'s activations (set activation=relu)')
   g_ch, d_ch = DEFAULT_WIDTHS[name]
-  extra = {'activation': activation} if name == 'dcgan' else {}
+  d_pool = _choice(model_config, 'd_pool', tuple(resnet.POOLS), 'sum')
+  extra = {'activation': activation} if name == 'dcgan' else {'d_pool': d_pool}
   g_fn, d_fn = module.make_fns(
       data_shape=_data_shape(data_shape),
       g_ch=_positive_int(model_config, 'g_ch', g_ch),
@@ -172,6 +176,8 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
     model_config: attributes name, z_dim, g_batch_norm, d_norm ('none' | 'spectral' |
       'layer'), g_spectral_norm, compute_dtype ('float32' | 'bfloat16', see
       layers' module docstring), g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
+      d_pool ('sum' | 'mean': the resnet critic's global pooling), d_out_bias (a bias in
+      the critic's output layer),
       mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
       of another architecture than the critic g_name (a MODELS name; '' = name) and
       g_mlp_layers (0 = mlp_layers).

@@ -3,12 +3,20 @@
 For images [S, S, C] with S a multiple of 8 (bottom width S // 8; 4 for CIFAR-10) and base
 widths g_ch (default 64) and d_ch (default 64):
 
-Generator: z [B, z_dim] -> Dense(bw * bw * 8 g_ch) -> reshape [B, bw, bw, 8 g_ch] -> BN ReLU
+Generator: z [B, z_dim] -> Dense(bw * bw * 8 g_ch) -> BN ReLU -> reshape [B, bw, bw, 8 g_ch]
   -> UpConv 4 g_ch -> BN ReLU -> UpConv 2 g_ch -> BN ReLU -> UpConv g_ch -> BN ReLU
   -> Conv3x3 C -> tanh. (BN only with g_batch_norm; UpConv = ConvTranspose 4x4 / 2, pad 1.)
-Critic (leaky ReLU 0.1 after every conv): conv3x3 d_ch, conv4x4/2 d_ch, conv3x3 2 d_ch,
-  conv4x4/2 2 d_ch, conv3x3 4 d_ch, conv4x4/2 4 d_ch, conv3x3 8 d_ch -> flatten -> Dense 1.
-  Strided 4x4 convs pad by 1 on each side (S -> S / 2 exactly), 3x3 convs are 'SAME'.
+  The dense layer's batch norm is per feature (bw * bw * 8 g_ch of them), before the reshape,
+  as in the official code: chainer-gan-lib common/net.py DCGANGenerator
+  (L.BatchNormalization(bottom_width * bottom_width * ch)), compare_gan sndcgan.py and
+  gan_cifar.py (Batchnorm over axis [0] of the dense output).
+Critic (leaky ReLU 0.1 after every conv): conv3x3 d_ch, conv4x4/2 2 d_ch, conv3x3 2 d_ch,
+  conv4x4/2 4 d_ch, conv3x3 4 d_ch, conv4x4/2 8 d_ch, conv3x3 8 d_ch -> flatten -> Dense 1
+  (with a bias unless d_out_bias is false). Strided 4x4 convs pad by 1 on each side
+  (S -> S / 2 exactly), 3x3 convs are 'SAME'. The widths are those of the official code
+  (chainer-gan-lib common/net.py SNDCGANDiscriminator: ch // 8, ch // 4, ch // 4, ch // 2,
+  ch // 2, ch, ch with ch = 512; compare_gan sndcgan.py the same): each strided conv doubles
+  the width (the SNGAN paper's Table 3 lists 64, 64, 128, 128, 256, 256, 512 instead).
   d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm after every conv,
   before its activation.
 Class conditioning (num_classes > 0): conditional batch norm in G (per-class gain and bias),
@@ -23,8 +31,9 @@ import jax.numpy as jnp
 
 from wgan_jax.models import layers
 
-# (kernel, stride, width multiplier of d_ch) per critic conv (Miyato et al., Table 3b).
-CRITIC_CONVS = ((3, 1, 1), (4, 2, 1), (3, 1, 2), (4, 2, 2), (3, 1, 4), (4, 2, 4), (3, 1, 8))
+# (kernel, stride, width multiplier of d_ch) per critic conv (chainer-gan-lib common/net.py,
+# SNDCGANDiscriminator c0_0 ... c3_0).
+CRITIC_CONVS = ((3, 1, 1), (4, 2, 2), (3, 1, 2), (4, 2, 4), (3, 1, 4), (4, 2, 8), (3, 1, 8))
 # Width multipliers of g_ch: the dense layer's output, then the three up-convs.
 G_WIDTHS = (8, 4, 2, 1)
 STRIDED_PADDING = ((1, 1), (1, 1))
@@ -51,7 +60,7 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
     width = G_WIDTHS[0] * g_ch
     h = layers.Dense(bh * bw * width, spectral_norm=g_spectral_norm,
                      compute_dtype=compute_dtype, name='dense_in')(z, update_stats=is_training)
-    h = bn_relu(h.reshape(-1, bh, bw, width), labels, 'bn_0', is_training)
+    h = bn_relu(h, labels, 'bn_0', is_training).reshape(-1, bh, bw, width)
     for i, mult in enumerate(G_WIDTHS[1:], start=1):
       h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm,
                         compute_dtype=compute_dtype, name=f'upconv_{i}')(h, update_stats=is_training)
@@ -64,8 +73,8 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
 
 
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
-              activation: str = 'relu', num_classes: int = 0, head: str = 'none',
-              compute_dtype: layers.DType = jnp.float32) -> Callable:
+              activation: str = 'relu', d_out_bias: bool = True, num_classes: int = 0,
+              head: str = 'none', compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
   -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'dcgan')
@@ -85,14 +94,15 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
     h = h.reshape(h.shape[0], -1)
     return layers.critic_head(h, labels, head=head, num_classes=num_classes, spectral_norm=sn,
                               update_stats=update_stats, with_logits=with_logits,
-                              compute_dtype=compute_dtype)
+                              compute_dtype=compute_dtype, out_bias=d_out_bias)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
              g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
-             activation: str = 'relu', num_classes: int = 0, head: str = 'none',
+             activation: str = 'relu', d_out_bias: bool = True, num_classes: int = 0,
+             head: str = 'none',
              compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
@@ -100,5 +110,6 @@ def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: b
                    activation=activation, num_classes=num_classes,
                    compute_dtype=compute_dtype)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, activation=activation,
-                num_classes=num_classes, head=head, compute_dtype=compute_dtype)
+                d_out_bias=d_out_bias, num_classes=num_classes, head=head,
+                compute_dtype=compute_dtype)
   return g, d

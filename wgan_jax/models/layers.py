@@ -50,8 +50,14 @@ Initializer = Callable[[Sequence[int], jnp.dtype], jax.Array]
 DType = Any  # a jnp dtype, e.g. jnp.float32 or jnp.bfloat16
 Padding = Union[str, int, Sequence[Tuple[int, int]]]
 
-# Glorot (Xavier) uniform, the Chainer SNGAN code's default for every layer.
+# Glorot (Xavier) uniform, std sqrt(2 / (fan_in + fan_out)): the default of every layer
+# here, and in the official ResNets the dense layers, the 1x1 shortcuts and the output conv
+# (sngan_projection: chainer GlorotUniform(); gan_cifar_resnet.py: tflib he_init=False).
 GLOROT_UNIFORM = hk.initializers.VarianceScaling(1.0, 'fan_avg', 'uniform')
+# Glorot uniform with gain sqrt(2), std sqrt(2) * sqrt(2 / (fan_in + fan_out)): the residual
+# blocks' 3x3 convolutions of both official CIFAR ResNets (sngan_projection's resblocks:
+# GlorotUniform(math.sqrt(2)); tflib's Conv2D he_init=True: sqrt(4 / (fan_in + fan_out))).
+GLOROT_UNIFORM_RELU = hk.initializers.VarianceScaling(2.0, 'fan_avg', 'uniform')
 # 'he' uniform, std sqrt(2 / fan_in): gan_toy.py's hidden layers.
 HE_UNIFORM = hk.initializers.VarianceScaling(2.0, 'fan_in', 'uniform')
 
@@ -744,8 +750,13 @@ class ClassEmbed(hk.Module):
 
 def critic_head(phi: jax.Array, labels: Optional[jax.Array], *, head: str, num_classes: int,
                 spectral_norm: bool, update_stats: bool, with_logits: bool,
-                w_init: Optional[Initializer] = None, compute_dtype: DType = jnp.float32):
+                w_init: Optional[Initializer] = None, compute_dtype: DType = jnp.float32,
+                out_bias: bool = True):
   """The critic's output on its features phi [B, F]: scores [B], or (scores, logits).
+
+  out_bias: whether dense_out has a bias (model.d_out_bias; sngan_projection's ResNet
+  critic has none, snresnet_32.py: SNLinear(ch, 1, nobias=True); the Wasserstein loss
+  cancels a bias, the hinge loss does not).
 
   head 'none':       scores = dense_out(phi).
   head 'projection': scores = dense_out(phi) + <class_embed(y), phi> (Miyato & Koyama
@@ -756,8 +767,8 @@ def critic_head(phi: jax.Array, labels: Optional[jax.Array], *, head: str, num_c
   The adversarial scores never depend on the AC head, so gradient penalties see only them.
   Scores and logits are float32 whatever compute_dtype (that of the dense layers).
   """
-  scores = Dense(1, spectral_norm=spectral_norm, w_init=w_init, compute_dtype=compute_dtype,
-                 name='dense_out')(phi, update_stats=update_stats)
+  scores = Dense(1, spectral_norm=spectral_norm, with_bias=out_bias, w_init=w_init,
+                 compute_dtype=compute_dtype, name='dense_out')(phi, update_stats=update_stats)
   scores = jnp.squeeze(scores, axis=-1)
   if head == 'projection' and labels is not None:
     embed = ClassEmbed(num_classes, phi.shape[-1], spectral_norm=spectral_norm,

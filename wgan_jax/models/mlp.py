@@ -54,7 +54,7 @@ def generator_fn(*, data_shape: Sequence[int], hidden: int, n_layers: int,
 
 
 def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
-              num_classes: int = 0, head: str = 'none',
+              d_out_bias: bool = True, num_classes: int = 0, head: str = 'none',
               compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, ...], labels, update_stats, with_logits) -> scores [B]
   (with_logits, acgan head: (scores, logits [B, num_classes]))."""
@@ -74,13 +74,13 @@ def critic_fn(*, hidden: int, n_layers: int, activation: str, d_norm: str,
     return layers.critic_head(h, labels, head=head, num_classes=num_classes,
                               spectral_norm=sn, update_stats=update_stats,
                               with_logits=with_logits, w_init=layers.GLOROT_UNIFORM,
-                              compute_dtype=compute_dtype)
+                              compute_dtype=compute_dtype, out_bias=d_out_bias)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], hidden: int, n_layers: int, activation: str,
-             g_batch_norm: bool, g_spectral_norm: bool, d_norm: str,
+             g_batch_norm: bool, g_spectral_norm: bool, d_norm: str, d_out_bias: bool = True,
              bn_axis_name: Optional[str] = None, num_classes: int = 0,
              head: str = 'none',
              compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
@@ -90,5 +90,6 @@ def make_fns(*, data_shape: Sequence[int], hidden: int, n_layers: int, activatio
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
                    num_classes=num_classes, compute_dtype=compute_dtype)
   d = critic_fn(hidden=hidden, n_layers=n_layers, activation=activation, d_norm=d_norm,
-                num_classes=num_classes, head=head, compute_dtype=compute_dtype)
+                d_out_bias=d_out_bias, num_classes=num_classes, head=head,
+                compute_dtype=compute_dtype)
   return g, d

@@ -2,16 +2,22 @@
 
 For images [S, S, C] with S a multiple of 8 (bottom width S // 8; 4 for CIFAR-10):
 
-Generator (width g_ch, 256 in the papers): z -> Dense(bw * bw * g_ch) -> reshape
+Generator (width g_ch: 256 in SNGAN, 128 in WGAN-GP): z -> Dense(bw * bw * g_ch) -> reshape
   -> 3 x BlockUp(g_ch) -> BN ReLU -> conv3x3 C -> tanh.
   BlockUp: main BN ReLU upsample2x conv3x3 BN ReLU conv3x3; shortcut upsample2x conv1x1.
-Critic (width d_ch, 128 in the papers): OptimizedBlock -> BlockDown -> Block -> Block -> ReLU
-  -> global sum pool over (H, W) -> Dense 1.
+Critic (width d_ch, 128 in both papers): OptimizedBlock -> BlockDown -> Block -> Block -> ReLU
+  -> global pool over (H, W) -> Dense 1. The pool (d_pool) sums in SNGAN (snresnet_32.py:
+  F.sum(h, axis=(2, 3))) and averages in WGAN-GP (gan_cifar_resnet.py: tf.reduce_mean(output,
+  axis=[2,3])); the dense layer has a bias unless d_out_bias is false (SNGAN: nobias=True).
   OptimizedBlock: main conv3x3 ReLU conv3x3 avgpool2; shortcut avgpool2 conv1x1.
   BlockDown:      main ReLU conv3x3 ReLU conv3x3 avgpool2; shortcut conv1x1 avgpool2.
   Block:          main ReLU conv3x3 ReLU conv3x3; identity shortcut.
   d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm before each ReLU
-  inside the critic's blocks (WGAN-GP's ResNet critic), not before the final ReLU.
+  inside the critic's pre-activation blocks (gan_cifar_resnet.py's NORMALIZATION_D: N1 and
+  N2 of ResidualBlock), none in the OptimizedBlock nor before the final ReLU.
+Initialisation (both official ResNets): the blocks' 3x3 convolutions Glorot uniform with
+  gain sqrt(2) (layers.GLOROT_UNIFORM_RELU), everything else (dense layers, 1x1 shortcuts,
+  the output conv) plain Glorot uniform; biases zero.
 
 1x1 shortcut convolutions commute with nearest upsampling and with average pooling, so
 they run at the lower resolution (4x fewer FLOPs, the same function). Off accelerators the
@@ -32,6 +38,15 @@ from wgan_jax.models import layers
 
 N_G_BLOCKS = 3
 N_D_PLAIN_BLOCKS = 2
+# model.d_pool: the critic's global pooling over (H, W).
+POOLS = {'sum': jnp.sum, 'mean': jnp.mean}
+
+
+def block_init(kernel: int) -> layers.Initializer:
+  """The residual blocks' init: Glorot with gain sqrt(2) for the 3x3 convolutions, plain
+  Glorot for the 1x1 shortcuts (sngan_projection resblocks.py: initializer /
+  initializer_sc; gan_cifar_resnet.py: he_init=True / False)."""
+  return layers.GLOROT_UNIFORM_RELU if kernel == 3 else layers.GLOROT_UNIFORM
 
 
 class BlockUp(hk.Module):
@@ -50,8 +65,8 @@ class BlockUp(hk.Module):
 
   def _conv(self, h, kernel, name, is_training, upsample=False):
     return layers.Conv2D(self.channels, kernel, spectral_norm=self.spectral_norm,
-                         compute_dtype=self.compute_dtype, upsample=upsample, name=name)(
-                             h, update_stats=is_training)
+                         w_init=block_init(kernel), compute_dtype=self.compute_dtype,
+                         upsample=upsample, name=name)(h, update_stats=is_training)
 
   def _bn_relu(self, h, labels, name, is_training):
     if self.batch_norm:
@@ -81,8 +96,8 @@ class _CriticBlock(hk.Module):
 
   def _conv(self, h, kernel, name, update_stats):
     return layers.Conv2D(self.channels, kernel, spectral_norm=self.d_norm == 'spectral',
-                         compute_dtype=self.compute_dtype, name=name)(
-                             h, update_stats=update_stats)
+                         w_init=block_init(kernel), compute_dtype=self.compute_dtype,
+                         name=name)(h, update_stats=update_stats)
 
   def _norm_relu(self, h, name):
     if self.d_norm == 'layer':
@@ -91,12 +106,13 @@ class _CriticBlock(hk.Module):
 
 
 class OptimizedBlock(_CriticBlock):
-  """The critic's first block: conv ReLU conv avgpool; shortcut avgpool conv1x1."""
+  """The critic's first block: conv ReLU conv avgpool; shortcut avgpool conv1x1. No layer
+  norm whatever d_norm (gan_cifar_resnet.py's OptimizedResBlockDisc1 has none)."""
 
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
     """x [B, H, W, C] -> [B, H/2, W/2, channels]."""
     h = self._conv(x, 3, 'conv_1', update_stats)
-    h = self._conv(self._norm_relu(h, 'ln_1'), 3, 'conv_2', update_stats)
+    h = self._conv(jax.nn.relu(h), 3, 'conv_2', update_stats)
     s = self._conv(layers.avg_pool2x(x), 1, 'shortcut', update_stats)
     return layers.avg_pool2x(h) + s
 
@@ -147,11 +163,13 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
   return g
 
 
-def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, num_classes: int = 0,
-              head: str = 'none', compute_dtype: layers.DType = jnp.float32) -> Callable:
+def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, d_pool: str = 'sum',
+              d_out_bias: bool = True, num_classes: int = 0, head: str = 'none',
+              compute_dtype: layers.DType = jnp.float32) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
   -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'resnet')
+  pool = POOLS[d_pool]
 
   def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
         with_logits: bool = False):
@@ -160,22 +178,24 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, num_classes:
     h = Block(d_ch, **dt, down=True, name='block_down')(h, update_stats=update_stats)
     for i in range(N_D_PLAIN_BLOCKS):
       h = Block(d_ch, **dt, down=False, name=f'block_{i}')(h, update_stats=update_stats)
-    h = jnp.sum(jax.nn.relu(h), axis=(1, 2))
+    h = pool(jax.nn.relu(h), axis=(1, 2))
     return layers.critic_head(h, labels, head=head, num_classes=num_classes,
                               spectral_norm=d_norm == 'spectral', update_stats=update_stats,
-                              with_logits=with_logits, compute_dtype=compute_dtype)
+                              with_logits=with_logits, compute_dtype=compute_dtype,
+                              out_bias=d_out_bias)
 
   return d
 
 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
-             g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
-             num_classes: int = 0, head: str = 'none',
+             g_spectral_norm: bool, d_norm: str, d_pool: str = 'sum', d_out_bias: bool = True,
+             bn_axis_name: Optional[str] = None, num_classes: int = 0, head: str = 'none',
              compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
   """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state."""
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
                    num_classes=num_classes, compute_dtype=compute_dtype)
-  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, num_classes=num_classes,
-                head=head, compute_dtype=compute_dtype)
+  d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, d_pool=d_pool,
+                d_out_bias=d_out_bias, num_classes=num_classes, head=head,
+                compute_dtype=compute_dtype)
   return g, d
