@@ -168,3 +168,25 @@ def test_sample_cli_is_byte_identical(reference, tmp_path):
     outs.append((tmp_path / name).read_bytes())
   assert outs[0] == outs[1]
   assert np.load(tmp_path / 'a.npy').shape == (200, 2)
+
+
+@pytest.mark.parametrize('file, changed', [
+    ('wgan_gp', "model.d_pool \\('<missing>' -> 'mean'\\)"),      # sum then, mean now
+    ('sngan', "model.d_out_bias \\('<missing>' -> False\\)"),    # a bias then, none now
+])
+def test_workdir_of_a_config_saved_before_a_model_key_existed_is_one_clear_error(
+    tmp_path, file, changed):
+  """A config.json written before model.d_pool / model.d_out_bias existed: those runs
+  pooled by summing and had an output bias, so resuming under today's recipe must stop
+  with the incompatibility error, never run another model on the old checkpoint."""
+  config = configs_loader.load(file).to_dict()
+  old = json.loads(json.dumps(config))
+  del old['model']['d_pool'], old['model']['d_out_bias']
+  workdir = tmp_path / 'old_run'
+  os.makedirs(workdir / 'checkpoints' / '1000' / 'state')
+  (workdir / 'checkpoints' / '1000' / '_CHECKPOINT_METADATA').write_text('{}')
+  (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(old))
+  assert checkpoint.latest_step(str(workdir)) == 1000
+  with pytest.raises(WorkdirError, match=f'holds checkpoints of a different run: .*{changed}'):
+    checkpoint.check_resumable(str(workdir), config)
+  checkpoint.check_resumable(str(workdir), old)   # the saved config itself still resumes
