@@ -116,3 +116,44 @@ def test_toy_tanh_config_trains(tmp_path):
                                eval_every_steps=2)
   last = train.train_and_evaluate(config, str(tmp_path))
   assert last['step'] == 2 and 'eval/w1' in last
+
+
+def _recipe(c):
+  o = c.optim.d
+  assert c.optim.g.to_dict() == o.to_dict()
+  return dict(g_ch=c.model.g_ch, d_ch=c.model.d_ch, batch=c.batch_size,
+              g_batch=config_lib.g_batch_size(c), n_critic=c.n_critic, steps=c.total_steps,
+              pool=c.model.d_pool, bias=c.model.d_out_bias,
+              optim=(o.name, o.lr, o.b1, o.b2, o.eps, o.schedule))
+
+
+@pytest.mark.parametrize('file, arg, expected', [
+    # gan_cifar_resnet.py lines 36-46, 172-173, 305-306.
+    ('wgan_gp', '', dict(g_ch=128, d_ch=128, batch=64, g_batch=128, n_critic=5, steps=100_000,
+                         pool='mean', bias=True, optim=('adam', 2e-4, 0.0, 0.9, 1e-8, 'linear'))),
+    # gan_cifar.py lines 27-31, 137-138 (DIM 128: widest layers 4 DIM = 8 x 64).
+    ('wgan_gp', 'cnn', dict(g_ch=64, d_ch=64, batch=64, g_batch=64, n_critic=5, steps=200_000,
+                            pool='mean', bias=True,
+                            optim=('adam', 1e-4, 0.5, 0.9, 1e-8, 'constant'))),
+    # sngan_projection configs/sn_cifar10_unconditional.yml, snresnet_32.py lines 17, 29.
+    ('sngan', '', dict(g_ch=256, d_ch=128, batch=64, g_batch=128, n_critic=5, steps=50_000,
+                       pool='sum', bias=False, optim=('adam', 2e-4, 0.0, 0.9, 1e-8, 'linear'))),
+    # chainer-gan-lib example.sh line 8 (setting C), common/net.py line 211 (a bias).
+    ('sngan', 'cnn', dict(g_ch=64, d_ch=64, batch=64, g_batch=64, n_critic=1, steps=100_000,
+                          pool='sum', bias=True,
+                          optim=('adam', 2e-4, 0.5, 0.999, 1e-8, 'constant'))),
+    # gan_toy.py MODE 'wgan': BATCH_SIZE 256, CRITIC_ITERS 5, RMSPropOptimizer(5e-5).
+    ('wgan', 'gaussians8', dict(g_ch=64, d_ch=64, batch=256, g_batch=256, n_critic=5,
+                                steps=4000, pool='sum', bias=True,
+                                optim=('rmsprop', 5e-5, 0.0, 0.9, 1e-10, 'constant'))),
+])
+def test_official_recipe_values(file, arg, expected):
+  """The values of README.md's Recipes tables (source lines there)."""
+  assert _recipe(configs_loader.load(file, arg)) == expected
+
+
+def test_acgan_weights_default_to_the_official_values():
+  """gan_cifar_resnet.py lines 51-52: ACGAN_SCALE 1., ACGAN_SCALE_G 0.1, without `acgan`
+  too (e.g. --config.conditional.method=acgan)."""
+  c = config_lib.base_config().conditional
+  assert (c.acgan_d_weight, c.acgan_g_weight) == (1.0, 0.1)

@@ -613,6 +613,17 @@ def test_output_bias_is_a_model_option():
       assert sorted(params['dense_out']) == (['w'] if bias is False else ['b', 'w']), name
 
 
+def test_resnet_layer_norm_only_in_the_pre_activation_blocks():
+  """d_norm 'layer' as gan_cifar_resnet.py's NORMALIZATION_D: N1 and N2 of the residual
+  blocks (lines 130-134), none in OptimizedResBlockDisc1 (lines 139-149)."""
+  d = build_models(model_config(name='resnet', d_norm='layer'), data_shape=SMALL_IMAGE).d
+  params, _ = jax.eval_shape(functools.partial(d.init, update_stats=True), INIT_KEY,
+                             jax.ShapeDtypeStruct((2,) + SMALL_IMAGE, jnp.float32))
+  norms = sorted((m.split('/')[0], m.split('/')[-1]) for m in params if 'ln_' in m)
+  assert norms == [(block, f'ln_{i}') for block in ('block_0', 'block_1', 'block_down')
+                   for i in (1, 2)], norms
+
+
 def test_dcgan_generator_batch_norm_is_per_feature_after_the_dense_layer():
   """chainer-gan-lib DCGANGenerator: bn0 = BatchNormalization(bottom_width**2 * ch): one
   scale per dense output; the up-convs' batch norms are per channel."""
