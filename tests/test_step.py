@@ -1,4 +1,6 @@
 """The train step: determinism, one compile, spectral-norm state, clipping, EMA."""
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -75,11 +77,18 @@ def test_clip_keeps_every_critic_weight_in_bounds():
   assert max(float(jnp.max(jnp.abs(p))) for p in leaves) == pytest.approx(0.01)
 
 
-def test_spectral_state_advances_once_per_critic_update():
+@functools.lru_cache(maxsize=None)
+def _sngan_frozen_step():
+  """(run, state before, state after, metrics) of one SNGAN step with both lr 0 (shared)."""
   run = _run(file='sngan', **{'optim.d.lr': 0.0, 'optim.g.lr': 0.0})
-  state0 = run.init_state()
-  u0 = jax.device_get(state0.d_state)
-  state1, history = _steps(run, 1, state0)
+  state0 = jax.device_get(run.init_state())  # a host copy: the step donates its input
+  state1, history = _steps(run, 1, jax.device_put(state0))
+  return run, state0, jax.device_get(state1), history
+
+
+def test_spectral_state_advances_once_per_critic_update():
+  run, state0, state1, history = _sngan_frozen_step()
+  u0 = state0.d_state
   # lr 0: W is constant, so n_critic updating passes = n_critic power iterations on u.
   n = run.config.n_critic
   for module, leaves in jax.device_get(state1.d_state).items():
@@ -112,9 +121,7 @@ def _step_keys(run, step=0):
 def test_generator_loss_uses_the_stored_critic_state():
   """lr 0: g_loss is -mean D(G(z)) under the critic's state after the step's critic updates
   (the generator's pass through a spectrally normalised critic must not power-iterate)."""
-  run = _run(file='sngan', **{'optim.d.lr': 0.0, 'optim.g.lr': 0.0})
-  state0 = jax.device_get(run.init_state())
-  state1, history = _steps(run, 1, jax.device_put(state0))
+  run, state0, state1, history = _sngan_frozen_step()
   z = step_lib.sample_z(_step_keys(run)[-1], run.step_config.g_batch_size, run.models.z_dim)
   fake, _ = run.models.g.apply(state0.g_params, state0.g_state, None, z, is_training=True)
   d_fake, _ = run.models.d.apply(state1.d_params, state1.d_state, None, fake,
