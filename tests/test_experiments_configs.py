@@ -142,6 +142,11 @@ def _recipe(c):
     ('sngan', 'cnn', dict(g_ch=64, d_ch=64, batch=64, g_batch=64, n_critic=1, steps=100_000,
                           pool='sum', bias=True,
                           optim=('adam', 2e-4, 0.5, 0.999, 1e-8, 'constant'))),
+    # gan_toy.py MODE 'wgan-gp': BATCH_SIZE 256, CRITIC_ITERS 5, Adam(1e-4, 0.5, 0.9); the
+    # linear decay is the quickstart's deviation (constant in gan_toy.py; README Recipes).
+    ('wgan_gp', 'gaussians8', dict(g_ch=128, d_ch=128, batch=256, g_batch=256, n_critic=5,
+                                   steps=4000, pool='mean', bias=True,
+                                   optim=('adam', 1e-4, 0.5, 0.9, 1e-8, 'linear'))),
     # gan_toy.py MODE 'wgan': BATCH_SIZE 256, CRITIC_ITERS 5, RMSPropOptimizer(5e-5).
     ('wgan', 'gaussians8', dict(g_ch=64, d_ch=64, batch=256, g_batch=256, n_critic=5,
                                 steps=4000, pool='sum', bias=True,

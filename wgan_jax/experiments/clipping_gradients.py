@@ -67,7 +67,8 @@ def variants(settings: Settings) -> list[tuple[str, str, dict]]:
   out = [(f'clip {c:g}', 'wgan', {'lipschitz.clip_value': float(c)})
          for c in settings.clip_values]
   if settings.gp:
-    out.append(('gradient penalty', 'wgan_gp', {'lipschitz.gp_weight': settings.gp_weight}))
+    out.append(('gradient penalty', 'wgan_gp', {'lipschitz.gp_weight': settings.gp_weight,
+                                                **common.GAN_TOY_SCHEDULE}))
   return out
 
 

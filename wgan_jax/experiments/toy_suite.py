@@ -10,7 +10,7 @@ high-quality samples, within 3 std of a mode):
 
   wgan     configs/wgan.py     Wasserstein loss, clipping 0.01, RMSProp 5e-5, batch 64
   wgan_gp  configs/wgan_gp.py  Wasserstein loss, gradient penalty (lambda 0.1 as in gan_toy.py),
-                               Adam 1e-4 (0.5, 0.9), batch 256
+                               Adam 1e-4 (0.5, 0.9) at gan_toy.py's constant rate, batch 256
   sngan    configs/sngan.py    hinge loss, spectral norm, Adam 2e-4 (0.5, 0.9), batch 256
   nsgan    configs/wgan_gp.py with loss=non_saturating, lipschitz.method=none, n_critic=1
            (Goodfellow et al. 2014's -log D generator loss, gan_toy.py's optimizer)
@@ -46,10 +46,11 @@ class SuiteMethod(NamedTuple):
 
 METHODS: dict[str, SuiteMethod] = {
     'wgan': SuiteMethod('wgan', 'WGAN (clip)', {}),
-    'wgan_gp': SuiteMethod('wgan_gp', 'WGAN-GP', {}),
+    'wgan_gp': SuiteMethod('wgan_gp', 'WGAN-GP', common.GAN_TOY_SCHEDULE),
     'sngan': SuiteMethod('sngan', 'SNGAN', {}),
     'nsgan': SuiteMethod('wgan_gp', 'NS-GAN', {'loss': 'non_saturating',
-                                               'lipschitz.method': 'none', 'n_critic': 1}),
+                                               'lipschitz.method': 'none', 'n_critic': 1,
+                                               **common.GAN_TOY_SCHEDULE}),
 }
 
 
