@@ -21,6 +21,14 @@ step computes the same numbers whatever the device count.
 Class-conditional runs (models.num_classes > 0): real labels come from the batch, fake
 labels are drawn uniformly per example (for the global batch, sliced like z) from
 fold_in(key, LABEL_STREAM), so unconditional runs draw exactly the numbers they drew before.
+A projection critic trained with a penalty (gp, r1) is an exception in its critic updates:
+their fakes are generated with the real labels of the same update, so that the penalty's
+interpolate a * real_i + (1 - a) * fake_i joins two examples of class y_i, the class it is
+scored as (Gulrajani et al. 2017, gan_cifar_resnet.py: the critic's fakes are
+Generator(labels_splits[i]), the real labels, and the interpolates are scored with them;
+Mescheder et al. 2018 train the conditional R1 critic the same way). The generator update
+and every other conditional run keep uniformly drawn labels (sngan_projection's updater
+draws them for both players) and draw exactly the numbers they drew before.
 With critic head 'acgan' the critic adds acgan_d_weight * CE(classifier(real), real labels)
 (AC-WGAN-GP, Gulrajani et al. 2017, gan_cifar_resnet.py: real examples only) and the
 generator acgan_g_weight * CE(classifier(fake), sampled labels); the gradient penalty sees
@@ -112,8 +120,8 @@ def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
 
   Class-conditional critics take real_labels and fake_labels (int [B]): a 'projection'
   critic scores each example with its class (the penalty's interpolates with the real
-  labels); an 'acgan' critic adds acgan_weight * CE on the real examples (metrics
-  acgan/d_ce, acgan/real_acc).
+  labels, which the train step also gives the fakes when penalised); an 'acgan' critic adds
+  acgan_weight * CE on the real examples (metrics acgan/d_ce, acgan/real_acc).
   """
   labelled = critic_head == 'projection'
 
@@ -199,11 +207,14 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     key = jax.random.fold_in(key, LABEL_STREAM)
     return local(sample_labels(key, global_size, num_classes), global_size)
 
+  # A penalised projection critic sees its fakes with the real labels (module docstring).
+  same_class_fakes = head == 'projection' and plan.penalty is not None
+
   def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
     real, real_labels, key = inputs
     z_key, penalty_key = jax.random.split(key)
     z = noise(z_key, cfg.batch_size)
-    labels = fake_labels(key, cfg.batch_size)
+    labels = real_labels if same_class_fakes else fake_labels(key, cfg.batch_size)
     fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True,
                       **({'labels': labels} if num_classes else {}))
     cond = dict(real_labels=real_labels, fake_labels=labels) if num_classes else {}
