@@ -25,7 +25,8 @@ HARMLESS_KEYS = ('total_steps', 'log_every_steps', 'eval_every_steps',
                  'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.')
 # Keys added to the config after workdirs were written without them: a saved config that
 # lacks one ran with this value.
-ADDED_KEYS = {'model.compute_dtype': 'float32'}
+ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
+              'n_critic_warmup_steps': 25, 'n_critic_warmup_every': 500}
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:
