@@ -176,18 +176,22 @@ def test_warmup_step_makes_k_critic_updates():
 
 
 def test_resume_across_warmup_steps_is_bit_exact(tmp_path):
-  # K per step: 3, 2, 2, 3 (warm-up at t < 1 and t % 3 == 0); stop after step 2, resume.
+  # K per step: 3, 2, 2, 3 (warm-up at t < 1 and t % 3 == 0). The loop stops after step 2 and
+  # resumes; the result equals 4 steps straight through (each K compiled once).
   overrides = {'n_critic_warmup': 3, 'n_critic_warmup_steps': 1, 'n_critic_warmup_every': 3,
                'checkpoint_every_steps': 2, 'eval_every_steps': 4, 'log_every_steps': 1}
   load = lambda total: configs_loader.load('wgan', 'gaussians8,smoke', total_steps=total,
                                            **overrides)
-  train.train_and_evaluate(load(4), str(tmp_path / 'once'))
-  train.train_and_evaluate(load(2), str(tmp_path / 'twice'))
-  train.train_and_evaluate(load(4), str(tmp_path / 'twice'))
-  (_, once, step_a), (_, twice, step_b) = (train.load_for_inference(str(tmp_path / d))
-                                           for d in ('once', 'twice'))
-  assert step_a == step_b == 4
-  chex.assert_trees_all_equal(jax.device_get(once), jax.device_get(twice))
+  run = train.Run(load(4))
+  assert [step_lib.critic_updates_at(t, run.schedule) for t in range(4)] == [3, 2, 2, 3]
+  step_at, state = run.train_steps(), run.init_state()
+  for t in range(4):
+    state, _ = step_at(t)(state, run.batch(t))
+  train.train_and_evaluate(load(2), str(tmp_path))
+  train.train_and_evaluate(load(4), str(tmp_path))
+  _, resumed, step = train.load_for_inference(str(tmp_path))
+  assert step == 4
+  chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(resumed))
 
 
 def test_schedule_data_positions_follow_the_critic_updates():
