@@ -1,7 +1,7 @@
 """One jitted train step per generator update: n_critic critic updates, then one G update.
 
 Shape glossary:
-  K      n_critic, critic updates per generator update
+  K      critic updates of this generator update: n_critic (or the schedule's warm-up K)
   B      critic batch (real and fake examples per critic update)
   Bg     generator batch (fake examples in the generator update)
   Z      z_dim
