@@ -297,3 +297,30 @@ def test_critic_batch_norm_state_advances_only_in_critic_updates():
   scores, _ = apply(state.d_params, d_state, None, g(step_lib.sample_z(keys[-1], b, 4)),
                     update_stats=False)
   np.testing.assert_allclose(metrics['g_loss'], -np.mean(scores), rtol=1e-5, atol=1e-6)
+
+
+def test_critic_batch_norm_under_pmap_uses_the_global_batch_statistics():
+  # Two devices with [real_i; fake_i] each (batch_groups=2) score as one device with
+  # [real; fake]: the group statistics are averaged over the devices.
+  import ml_collections
+  from wgan_jax import models as models_lib
+  pair, apply, _ = _bn_pair()
+  config = ml_collections.ConfigDict(dict(name='dcgan', z_dim=4, d_norm='batch', g_ch=4,
+                                          d_ch=4))
+  mapped = models_lib.build_models(config, data_shape=(8, 8, 3), bn_axis_name='data')
+  real, fake = _images(20, 4), _images(21, 4, shift=0.5)
+  params, state = jax.eval_shape(functools.partial(pair.d.init, update_stats=True),
+                                 jax.random.PRNGKey(0), real)
+  params, state = _filled(params, 0), jax.tree.map(lambda v: np.abs(v) + 0.5, _filled(state, 1))
+  single, _ = apply(params, state, None, np.concatenate([real, fake]), update_stats=False,
+                    batch_groups=2)
+  local = np.stack([np.concatenate([real[2 * i:2 * i + 2], fake[2 * i:2 * i + 2]])
+                    for i in range(2)])
+  replicate = lambda tree: jax.tree.map(lambda v: np.stack([v, v]), tree)
+  scores, _ = jax.pmap(functools.partial(mapped.d.apply, update_stats=False, batch_groups=2),
+                       axis_name='data', devices=jax.devices()[:2])(
+                           replicate(params), replicate(state), None, local)
+  np.testing.assert_allclose(np.concatenate([scores[0, :2], scores[1, :2]]), single[:4],
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.concatenate([scores[0, 2:], scores[1, 2:]]), single[4:],
+                             rtol=1e-4, atol=1e-5)
