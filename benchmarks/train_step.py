@@ -45,6 +45,8 @@ def benchmark(config, *, steps: int, repeats: int, synthetic: bool) -> dict:
   from wgan_jax import train
   from wgan_jax.models import layers
 
+  with config.unlocked():
+    config.n_critic_warmup = 0  # the steady-state step: n_critic critic updates
   run = train.Run(config, open_data=not synthetic)
   shape = (config.n_critic, config.batch_size)
   if synthetic:

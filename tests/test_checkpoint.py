@@ -171,8 +171,8 @@ def test_sample_cli_is_byte_identical(reference, tmp_path):
 
 
 @pytest.mark.parametrize('file, changed', [
-    ('wgan_gp', "model.d_pool \\('<missing>' -> 'mean'\\)"),      # sum then, mean now
-    ('sngan', "model.d_out_bias \\('<missing>' -> False\\)"),    # a bias then, none now
+    ('wgan_gp', "model.d_pool \\('sum' -> 'mean'\\)"),           # sum then, mean now
+    ('sngan', "model.d_out_bias \\(True -> False\\)"),           # a bias then, none now
 ])
 def test_workdir_of_a_config_saved_before_a_model_key_existed_is_one_clear_error(
     tmp_path, file, changed):
@@ -190,3 +190,17 @@ def test_workdir_of_a_config_saved_before_a_model_key_existed_is_one_clear_error
   with pytest.raises(WorkdirError, match=f'holds checkpoints of a different run: .*{changed}'):
     checkpoint.check_resumable(str(workdir), config)
   checkpoint.check_resumable(str(workdir), old)   # the saved config itself still resumes
+
+
+def test_workdir_of_a_config_saved_before_a_model_key_existed_resumes_when_it_means_the_same(
+    tmp_path):
+  """A missing model.d_pool / d_out_bias ran with a sum pool and an output bias (ADDED_KEYS):
+  a run whose recipe still has those values resumes."""
+  config = configs_loader.load('sngan', 'gaussians8').to_dict()
+  old = json.loads(json.dumps(config))
+  del old['model']['d_pool'], old['model']['d_out_bias']
+  workdir = tmp_path / 'old_run'
+  os.makedirs(workdir / 'checkpoints' / '1000' / 'state')
+  (workdir / 'checkpoints' / '1000' / '_CHECKPOINT_METADATA').write_text('{}')
+  (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(old))
+  checkpoint.check_resumable(str(workdir), config)

@@ -17,6 +17,7 @@ from wgan_jax.eval import toy as toy_eval
 from tests import configs_loader
 
 K = 3
+K_TOY = 8  # classes of gaussians8
 
 
 def _model_config(name, **kw):
@@ -245,3 +246,37 @@ def test_acgan_cifar10_builds():
       data_shape=run.data_shape, batch_size=2, ema=False))
   assert shapes.d_params['acgan_out']['w'].shape == (16, 10)
   assert shapes.g_params['block_up_0/~_bn_relu/bn_1']['gamma'].shape == (10, 16)
+
+
+def _critic_d_fake(run, state, batch, fake_labels_of):
+  """mean over the critic updates of step 0 of mean D(G(z, y), y), y = fake_labels_of(k, key)."""
+  keys = jax.random.split(step_lib.step_key(run.config.seed, 0), run.config.n_critic + 1)
+  means = []
+  for k in range(run.config.n_critic):
+    z = step_lib.sample_z(jax.random.split(keys[k])[0], run.config.batch_size, run.models.z_dim)
+    y = fake_labels_of(k, keys[k])
+    fake, _ = run.models.g.apply(state.g_params, state.g_state, None, z, labels=y,
+                                 is_training=True)
+    scores, _ = run.models.d.apply(state.d_params, state.d_state, None, fake, labels=y,
+                                   update_stats=False)
+    means.append(np.mean(scores))
+  return np.mean(means)
+
+
+@pytest.mark.parametrize('method', ['gp', 'none'])
+def test_critic_fakes_take_the_real_labels_only_when_a_projection_critic_is_penalised(method):
+  # Learning rates 0 and a stateless critic: the critic's d_fake metric is mean D(G(z, y), y)
+  # under the initial state, with y the real labels of each critic update (penalised: gp) or
+  # the labels drawn from fold_in(key, LABEL_STREAM) (no penalty).
+  run = train.Run(configs_loader.load('wgan_gp', 'gaussians8,conditional,smoke', **{
+      'optim.d.lr': 0.0, 'optim.g.lr': 0.0, 'lipschitz.method': method}))
+  assert run.models.critic_head == 'projection'
+  state = jax.device_get(run.init_state())
+  batch = run.batch(0)
+  _, metrics = jax.jit(run.step_fn())(jax.device_put(state), batch)
+  real = _critic_d_fake(run, state, batch, lambda k, key: batch['label'][k])
+  drawn = _critic_d_fake(run, state, batch, lambda k, key: step_lib.sample_labels(
+      jax.random.fold_in(key, step_lib.LABEL_STREAM), run.config.batch_size, K_TOY))
+  assert abs(real - drawn) > 1e-3  # the labels are visible in the scores
+  expected = real if method == 'gp' else drawn
+  np.testing.assert_allclose(float(metrics['d_fake']), expected, rtol=1e-5, atol=1e-6)

@@ -68,6 +68,67 @@ def test_inception_score_closed_forms():
     metrics.inception_score(uniform[:5])
 
 
+def _numpy_inception_score(logits, splits):
+  """IS as tflib/inception_score.py computes it: softmax, then exp(mean KL) per split."""
+  logits = np.asarray(logits, np.float64)
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  preds = e / e.sum(axis=1, keepdims=True)
+  scores = []
+  for i in range(splits):
+    part = preds[i * len(preds) // splits:(i + 1) * len(preds) // splits]
+    kl = part * (np.log(part) - np.log(part.mean(axis=0, keepdims=True)))
+    scores.append(np.exp(kl.sum(axis=1).mean()))
+  return np.mean(scores), np.std(scores)
+
+
+def test_inception_logits_are_pool3_at_w_without_bias():
+  rng = np.random.default_rng(2)
+  pool3, w = rng.standard_normal((30, 16)), rng.standard_normal((16, 7))
+  b = rng.standard_normal(7)
+  logits = metrics.inception_logits(pool3.astype(np.float32), w.astype(np.float32))
+  exact = pool3.astype(np.float32).astype(np.float64) @ w.astype(np.float32).astype(np.float64)
+  np.testing.assert_allclose(logits, exact, rtol=1e-12)
+  score = metrics.inception_score(metrics.softmax(logits), splits=3)
+  chex.assert_trees_all_close(score, _numpy_inception_score(exact, 3), rtol=1e-10)
+  biased = _numpy_inception_score(exact + b, 3)
+  assert abs(score[0] - biased[0]) > 0.05
+
+
+def test_image_evaluator_quantises_fakes_and_scores_is_without_bias(tmp_path, monkeypatch):
+  """The evaluator's IS: generated images on the uint8 levels (float images and their
+  quantised copies score the same, unquantised ones not), logits pool3 @ W with no bias.
+  A stand-in for Inception (pixels as pool3 features) keeps it cheap."""
+  from wgan_jax.data import images as images_lib
+  weights = testdata.write_weights(str(tmp_path / 'inception_fid.npz'), source_sha256=SHA)
+  config = _image_config(every_steps=1, metrics='is', is_num_samples=20, batch_size=10,
+                         inception_weights=weights)
+  evaluator = image_eval.ImageEvaluator(run=train.Run(config, open_data=False),
+                                        evals=config.evals, workdir=None)
+  assert evaluator.protocol['fake_quantization'].startswith('uint8')
+  pool3 = lambda images: 20.0 * images.reshape(len(images), -1)[:, :inception.FEATURE_DIM]
+  seen = []
+  evaluator.features = lambda images: (seen.append(images) or pool3(images), None)
+  evaluator.z = np.arange(20, dtype=np.float32)[:, None]  # row i -> image i
+  state = GanState(*([None] * len(GanState._fields)))
+
+  def score(images):
+    evaluator.sample = lambda params, g_state, z: images[z[:, 0].astype(int)]
+    return evaluator(state, 1, write=False)['eval/is']
+
+  x = testdata.random_images(0, (20, 32, 32, 3))
+  levels = images_lib.to_float(np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8))
+  quantised = score(x)
+  np.testing.assert_array_equal(np.concatenate(seen), levels)
+  assert score(levels) == quantised
+  with np.load(weights) as f:
+    w, b = f['fc/w'], f['fc/b']
+  feats = pool3(levels).astype(np.float64)
+  assert quantised == pytest.approx(_numpy_inception_score(feats @ w, 10)[0], rel=1e-9)
+  assert quantised != pytest.approx(_numpy_inception_score(feats @ w + b, 10)[0], rel=1e-6)
+  monkeypatch.setattr(image_eval, 'quantize', lambda images: np.asarray(images, np.float32))
+  assert score(x) != pytest.approx(quantised, rel=1e-6)
+
+
 # ----------------------------------------------------------------------------- KID
 
 
@@ -358,7 +419,8 @@ def test_intra_fid_of_a_conditional_generator(tmp_path, files):
   per_class = []
   for c in range(2):
     fake = sample(state.g_ema_params, state.g_state, evaluator.z_intra, jnp.full(4, c))
-    per_class.append(fid.frechet_distance(*fid.statistics(features(np.asarray(fake))[0]),
+    fake = image_eval.quantize(fake)  # generated images are scored on the uint8 levels
+    per_class.append(fid.frechet_distance(*fid.statistics(features(fake)[0]),
                                           reference.class_mu[c], reference.class_sigma[c]))
   assert per_class[0] != pytest.approx(per_class[1], rel=1e-3)  # the classes differ
   assert record['eval/intra_fid'] == pytest.approx(np.mean(per_class), rel=1e-6)

@@ -39,7 +39,10 @@ def test_arch_flags_set_only_the_model(file):
   expected = {
       'no_bn_g': {'g_batch_norm': False},
       'nobn_g': {'g_batch_norm': False},
-      'no_norm': {'g_batch_norm': False},
+      # no_norm also removes the critic's layer / batch norm (configs/wgan.py's critic has
+      # batch norm)
+      'no_norm': {'g_batch_norm': False, **({'d_norm': 'none'} if base['model']['d_norm'] in (
+          'layer', 'batch') else {})},
       'mlp_g': {'g_name': 'mlp', 'g_mlp_layers': 4, 'mlp_hidden': 512, 'g_batch_norm': False},
       'tanh': {'activation': 'tanh'},
   }

@@ -520,7 +520,8 @@ def test_registry_and_unknown_model_name():
 
 
 @pytest.mark.parametrize('overrides, data_shape, match', [
-    (dict(name='dcgan', d_norm='batch'), SMALL_IMAGE, 'd_norm must be one of'),
+    (dict(name='dcgan', d_norm='group'), SMALL_IMAGE, 'd_norm must be one of'),
+    (dict(name='resnet', d_norm='batch'), SMALL_IMAGE, "d_norm 'batch' is only supported by"),
     (dict(name='resnet'), (12, 12, 3), 'multiple of 8'),
     (dict(name='dcgan'), (2,), r'data_shape \(H, W, C\)'),
     (dict(name='resnet', activation='tanh'), SMALL_IMAGE, 'only supported by models mlp and dcgan'),

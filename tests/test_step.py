@@ -1,4 +1,5 @@
-"""The train step: determinism, one compile, spectral-norm state, clipping, EMA."""
+"""The train step: determinism, one compile, spectral-norm state, clipping, EMA; the critic
+schedule (warm-up) and the critic's batch norm."""
 import functools
 
 import chex
@@ -6,9 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from wgan_jax import lipschitz, train
 from wgan_jax import step as step_lib
+from wgan_jax.errors import ConfigError
 from wgan_jax.state import GanState
 
 from tests import configs_loader
@@ -169,3 +172,208 @@ def test_bfloat16_compute_step_keeps_state_and_metrics_float32():
       assert a[key].dtype == np.float32
       np.testing.assert_allclose(a[key], b[key], rtol=0.05, atol=0.01, err_msg=key)
   assert bf16[1]['d_loss'] != ref[1]['d_loss']  # the bf16 option is in effect
+
+
+# ----------------------------------------------------------------------------- critic schedule
+def _official_diters(gen_iterations):
+  """WassersteinGAN main.py: Diters = 100 if gen_iterations < 25 or gen_iterations % 500 == 0
+  else opt.Diters (5)."""
+  return 100 if gen_iterations < 25 or gen_iterations % 500 == 0 else 5
+
+
+@pytest.mark.parametrize('schedule,diters', [
+    (step_lib.CriticSchedule(5, 100, 25, 500), _official_diters),
+    (step_lib.CriticSchedule(5), lambda t: 5),                      # warm-up off
+    (step_lib.CriticSchedule(2, 7, 0, 4), lambda t: 7 if t % 4 == 0 else 2),
+    (step_lib.CriticSchedule(2, 7, 9, 4), lambda t: 7 if t < 9 or t % 4 == 0 else 2),
+    (step_lib.CriticSchedule(3, 1, 3, 0), lambda t: 1 if t < 3 else 3),
+])
+def test_critic_schedule_is_the_official_formula(schedule, diters):
+  before = 0
+  for t in range(2100):
+    assert step_lib.critic_updates_at(t, schedule) == diters(t), t
+    assert step_lib.critic_updates_before(t, schedule) == before, t  # closed form = the sum
+    before += diters(t)
+
+
+def test_config_schedule_of_the_wgan_image_recipe():
+  config = configs_loader.load('wgan', 'cifar10')
+  run = train.Run(config, open_data=False)
+  assert run.schedule == step_lib.CriticSchedule(5, 100, 25, 500)
+  assert config.model.d_norm == 'batch' and run.models.d_batch_norm
+  for arg in ('gaussians8', 'cifar10,resnet', 'cifar10,no_norm'):
+    c = configs_loader.load('wgan', arg)
+    assert c.model.d_norm != 'batch', arg
+  assert configs_loader.load('wgan', 'gaussians8').n_critic_warmup == 0
+  assert configs_loader.load('wgan_gp', 'cifar10').n_critic_warmup == 0
+
+
+def test_warmup_step_makes_k_critic_updates():
+  # Spectral normalisation with learning rates 0: W is constant, so the u of every critic
+  # layer after a step has had one power iteration per critic update of that step.
+  run = _run(file='sngan', **{'optim.d.lr': 0.0, 'optim.g.lr': 0.0, 'n_critic_warmup': 7,
+                              'n_critic_warmup_steps': 1, 'n_critic_warmup_every': 0})
+  assert [step_lib.critic_updates_at(t, run.schedule) for t in range(3)] == [7, 2, 2]
+  state0 = run.init_state()
+  u0 = jax.device_get(state0.d_state)
+  batch = run.batch(0)
+  assert batch['x'].shape[:2] == (7, run.config.batch_size)
+  state1, _ = run.train_steps()(0)(state0, batch)
+  params = jax.device_get(state1.d_params)
+  for module, leaves in jax.device_get(state1.d_state).items():
+    w = params[module]['w'].reshape(-1, params[module]['w'].shape[-1])
+    expected = lipschitz.power_iteration(w, u0[module]['u'], n_iters=7)
+    np.testing.assert_allclose(leaves['u'], expected, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='makes 2 critic updates'):
+    run.train_step()(state1, batch)  # the step of K = 2 refuses the 7 batches of step 0
+
+
+def test_resume_across_warmup_steps_is_bit_exact(tmp_path):
+  # K per step: 3, 2, 2, 3 (warm-up at t < 1 and t % 3 == 0). The loop stops after step 2 and
+  # resumes; the result equals 4 steps straight through (each K compiled once).
+  overrides = {'n_critic_warmup': 3, 'n_critic_warmup_steps': 1, 'n_critic_warmup_every': 3,
+               'checkpoint_every_steps': 2, 'eval_every_steps': 4, 'log_every_steps': 1}
+  load = lambda total: configs_loader.load('wgan', 'gaussians8,smoke', total_steps=total,
+                                           **overrides)
+  run = train.Run(load(4))
+  assert [step_lib.critic_updates_at(t, run.schedule) for t in range(4)] == [3, 2, 2, 3]
+  step_at, state = run.train_steps(), run.init_state()
+  for t in range(4):
+    state, _ = step_at(t)(state, run.batch(t))
+  train.train_and_evaluate(load(2), str(tmp_path))
+  train.train_and_evaluate(load(4), str(tmp_path))
+  _, resumed, step = train.load_for_inference(str(tmp_path))
+  assert step == 4
+  chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(resumed))
+
+
+def test_schedule_data_positions_follow_the_critic_updates():
+  # Image data: the real batches of steps 0, 1, ... are consecutive rows of one ordering
+  # (no example skipped or read twice within an epoch), whatever K each step has.
+  overrides = {'n_critic_warmup': 3, 'n_critic_warmup_steps': 1, 'n_critic_warmup_every': 2,
+               'n_critic': 1, 'batch_size': 2}
+  with tfds.testing.mock_data(num_examples=32):
+    run = train.Run(configs_loader.load('wgan', 'cifar10,smoke', **overrides))
+    ks = [step_lib.critic_updates_at(t, run.schedule) for t in range(5)]
+    assert ks == [3, 1, 3, 1, 3]
+    steps = np.concatenate([run.batch(t)['x'] for t in range(5)])
+    rows, _ = run.source.batches(0, shape=(sum(ks), 2))
+  np.testing.assert_array_equal(steps, rows)
+
+
+# ----------------------------------------------------------------------------- critic batch norm
+@functools.lru_cache(maxsize=1)
+def _bn_pair():
+  """A tiny standard CNN pair on 8x8x3 images with the critic's batch norm, and jitted
+  init / apply (shared by the tests below: one compilation per shape)."""
+  import ml_collections
+  from wgan_jax import models as models_lib
+  config = ml_collections.ConfigDict(dict(name='dcgan', z_dim=4, d_norm='batch', g_ch=4,
+                                          d_ch=4))
+  pair = models_lib.build_models(config, data_shape=(8, 8, 3))
+  d = jax.jit(pair.d.apply, static_argnames=('update_stats', 'batch_groups'))
+  g = jax.jit(functools.partial(pair.g.apply, is_training=True))
+  return pair, d, g
+
+
+def _filled(shapes, seed, scale=0.3):
+  """Arrays of the given ShapeDtypeStructs, NumPy-filled (no RNG compilation): floats
+  scale * N(0, 1) (model state: |N(0, 1)| + 0.5, valid variances), integers 0."""
+  rng = np.random.default_rng(seed)
+  fill = lambda s: (np.asarray(scale * rng.standard_normal(s.shape), s.dtype)
+                    if jnp.issubdtype(s.dtype, jnp.floating) else np.zeros(s.shape, s.dtype))
+  return jax.tree.map(fill, shapes)
+
+
+def _images(seed, n, shift=0.0):
+  return np.random.default_rng(seed).standard_normal((n, 8, 8, 3)).astype(np.float32) + shift
+
+
+def test_critic_batch_norm_normalises_real_and_fake_separately():
+  from wgan_jax import models as models_lib
+  import ml_collections
+  pair, apply, _ = _bn_pair()
+  assert pair.d_batch_norm
+  real, fake = _images(0, 4), _images(1, 4, shift=0.5)
+  params, state = jax.eval_shape(functools.partial(pair.d.init, update_stats=True),
+                                 jax.random.PRNGKey(0), real)
+  params, state = _filled(params, 0), jax.tree.map(lambda v: np.abs(v) + 0.5, _filled(state, 1))
+  assert set(state['bn_1']) == {'mean', 'var'} and 'bn_0' not in state  # none after conv_0
+  d = lambda x, **kw: apply(params, state, None, x, **kw)
+  joint, new_state = d(np.concatenate([real, fake]), update_stats=True, batch_groups=2)
+  apart = np.concatenate([d(real, update_stats=False)[0], d(fake, update_stats=False)[0]])
+  np.testing.assert_allclose(joint, apart, rtol=1e-5, atol=1e-6)
+  mixed = d(np.concatenate([real, fake]), update_stats=False)[0]  # one group: other scores
+  assert not np.allclose(mixed, apart, rtol=1e-3, atol=1e-4)
+  chex.assert_trees_all_equal(d(real, update_stats=False)[1], state)  # only updates advance
+  assert not np.allclose(new_state['bn_1']['var'], state['bn_1']['var'])
+  with pytest.raises(ConfigError, match="only supported by model dcgan"):
+    models_lib.build_models(ml_collections.ConfigDict(dict(name='mlp', d_norm='batch')),
+                            data_shape=(2,))
+
+
+def test_critic_batch_norm_state_advances_only_in_critic_updates():
+  # Learning rates 0, no clipping: after one step the critic's moving averages are those of
+  # the K updating passes over [real_k; fake_k] (2 groups), and g_loss is -mean D(G(z)) with
+  # the batch statistics of the fakes; the generator's pass changes nothing.
+  import ml_collections
+  import optax
+  from wgan_jax import losses
+  pair, apply, g_apply = _bn_pair()
+  k, b = 2, 4
+  cfg = step_lib.StepConfig(n_critic=k, batch_size=b, g_batch_size=b, z_dim=4, seed=3,
+                            ema_decay=0.0)
+  plan = lipschitz.make_plan(ml_collections.ConfigDict(dict(method='none')))
+  step = jax.jit(step_lib.make_train_step(models=pair, loss=losses.get_loss('wasserstein'),
+                                          plan=plan, g_tx=optax.sgd(0.0), d_tx=optax.sgd(0.0),
+                                          cfg=cfg))
+  state = jax.eval_shape(lambda key: step_lib.init_state(
+      models=pair, g_tx=optax.sgd(0.0), d_tx=optax.sgd(0.0), key=key, data_shape=(8, 8, 3),
+      batch_size=b, ema=False), jax.random.PRNGKey(0))
+  state = state._replace(step=np.zeros((), np.int32), g_params=_filled(state.g_params, 2),
+                         d_params=_filled(state.d_params, 3),
+                         g_state=jax.tree.map(np.abs, _filled(state.g_state, 4, 1.0)),
+                         d_state=jax.tree.map(np.abs, _filled(state.d_state, 5, 1.0)),
+                         g_opt_state=_filled(state.g_opt_state, 6),
+                         d_opt_state=_filled(state.d_opt_state, 7))
+  real = np.stack([_images(10 + i, b) for i in range(k)])
+  new_state, metrics = step(state, {'x': real})
+  keys = jax.random.split(step_lib.step_key(cfg.seed, 0), k + 1)
+  g = lambda z: g_apply(state.g_params, state.g_state, None, z)[0]
+  d_state = state.d_state
+  for i in range(k):
+    fake = g(step_lib.sample_z(jax.random.split(keys[i])[0], b, 4))
+    _, d_state = apply(state.d_params, d_state, None, jnp.concatenate([real[i], fake]),
+                       update_stats=True, batch_groups=2)
+  assert not np.allclose(d_state['bn_1']['mean'], state.d_state['bn_1']['mean'])
+  chex.assert_trees_all_close(new_state.d_state, d_state, rtol=1e-5, atol=1e-6)
+  scores, _ = apply(state.d_params, d_state, None, g(step_lib.sample_z(keys[-1], b, 4)),
+                    update_stats=False)
+  np.testing.assert_allclose(metrics['g_loss'], -np.mean(scores), rtol=1e-5, atol=1e-6)
+
+
+def test_critic_batch_norm_under_pmap_uses_the_global_batch_statistics():
+  # Two devices with [real_i; fake_i] each (batch_groups=2) score as one device with
+  # [real; fake]: the group statistics are averaged over the devices.
+  import ml_collections
+  from wgan_jax import models as models_lib
+  pair, apply, _ = _bn_pair()
+  config = ml_collections.ConfigDict(dict(name='dcgan', z_dim=4, d_norm='batch', g_ch=4,
+                                          d_ch=4))
+  mapped = models_lib.build_models(config, data_shape=(8, 8, 3), bn_axis_name='data')
+  real, fake = _images(20, 4), _images(21, 4, shift=0.5)
+  params, state = jax.eval_shape(functools.partial(pair.d.init, update_stats=True),
+                                 jax.random.PRNGKey(0), real)
+  params, state = _filled(params, 0), jax.tree.map(lambda v: np.abs(v) + 0.5, _filled(state, 1))
+  single, _ = apply(params, state, None, np.concatenate([real, fake]), update_stats=False,
+                    batch_groups=2)
+  local = np.stack([np.concatenate([real[2 * i:2 * i + 2], fake[2 * i:2 * i + 2]])
+                    for i in range(2)])
+  replicate = lambda tree: jax.tree.map(lambda v: np.stack([v, v]), tree)
+  scores, _ = jax.pmap(functools.partial(mapped.d.apply, update_stats=False, batch_groups=2),
+                       axis_name='data', devices=jax.devices()[:2])(
+                           replicate(params), replicate(state), None, local)
+  np.testing.assert_allclose(np.concatenate([scores[0, :2], scores[1, :2]]), single[:4],
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.concatenate([scores[0, 2:], scores[1, 2:]]), single[4:],
+                             rtol=1e-4, atol=1e-5)

@@ -25,7 +25,9 @@ HARMLESS_KEYS = ('total_steps', 'log_every_steps', 'eval_every_steps',
                  'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.')
 # Keys added to the config after workdirs were written without them: a saved config that
 # lacks one ran with this value.
-ADDED_KEYS = {'model.compute_dtype': 'float32'}
+ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
+              'n_critic_warmup_steps': 25, 'n_critic_warmup_every': 500,
+              'model.d_pool': 'sum', 'model.d_out_bias': True}
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:
@@ -68,7 +70,7 @@ def check_resumable(workdir: str, config_dict: dict) -> None:
 
 
 def _get(d: dict, dotted: str):
-  return flatten_config(d).get(dotted, '<missing>')
+  return flatten_config(d).get(dotted, ADDED_KEYS.get(dotted, '<missing>'))
 
 
 def all_steps(workdir: str) -> list[int]:

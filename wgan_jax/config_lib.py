@@ -35,6 +35,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 64                 # global critic batch (real and fake each)
   c.g_batch_size = 0                # generator-update batch; 0: same as batch_size
   c.n_critic = 5
+  # Critic warm-up (the official WGAN schedule): n_critic_warmup critic updates instead of
+  # n_critic at steps t < n_critic_warmup_steps and at every t % n_critic_warmup_every == 0
+  # (0: never); n_critic_warmup 0 disables it. configs/wgan.py: 100, 25, 500.
+  c.n_critic_warmup = 0
+  c.n_critic_warmup_steps = 25
+  c.n_critic_warmup_every = 500
   c.loss = 'wasserstein'
   c.ema_decay = 0.0                 # EMA of generator weights; 0 disables
   c.lipschitz = ml_collections.ConfigDict(dict(
@@ -116,7 +122,7 @@ def use_toy_mlp(c: ml_collections.ConfigDict, dataset: str) -> None:
 #   no_bn_g  no batch norm in the generator (alias nobn_g; the paper also kept the number of
 #            filters constant across G's layers, which the standard CNN does not)
 #   mlp_g    a 4-layer 512-unit ReLU MLP generator against the file's critic
-#   no_norm  no normalisation anywhere: no batch norm in G, no layer norm in D (spectral
+#   no_norm  no normalisation anywhere: no batch norm in G, no layer / batch norm in D (spectral
 #            normalisation, a Lipschitz method, stays with lipschitz.method=spectral)
 #   tanh     tanh nonlinearities everywhere in G and D (models mlp and dcgan)
 ARCH_FLAGS = ('no_bn_g', 'nobn_g', 'mlp_g', 'no_norm', 'tanh')
@@ -127,7 +133,7 @@ def apply_arch_flags(c: ml_collections.ConfigDict, flags: Iterable[str]) -> None
   flags = set(flags)
   if flags & {'no_bn_g', 'nobn_g', 'no_norm'}:
     c.model.g_batch_norm = False
-  if 'no_norm' in flags and c.model.d_norm == 'layer':
+  if 'no_norm' in flags and c.model.d_norm in ('layer', 'batch'):
     c.model.d_norm = 'none'
   if 'mlp_g' in flags:
     c.model.update(g_name='mlp', g_mlp_layers=4, mlp_hidden=512, g_batch_norm=False)
@@ -175,6 +181,8 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.batch_size = 16
   c.g_batch_size = 0
   c.n_critic = min(c.n_critic, 2)
+  if c.n_critic_warmup:
+    c.n_critic_warmup = 3  # the schedule stays on, with a cheap warm-up
   c.model.update(g_ch=16, d_ch=16, mlp_hidden=32)
   c.eval.update(num_samples=128, num_images=16)
   c.log_every_steps = 1
@@ -209,6 +217,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
               'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _check(c[key] >= 1, f'{key} must be >= 1, got {c[key]}')
   _check(c.g_batch_size >= 0, f'g_batch_size must be >= 0 (0: batch_size), got {c.g_batch_size}')
+  for key in ('n_critic_warmup', 'n_critic_warmup_steps', 'n_critic_warmup_every'):
+    _check(c.get(key, 0) >= 0, f'{key} must be >= 0 (n_critic_warmup 0: no warm-up), '
+                               f'got {c.get(key)}')
   _check(c.lipschitz.clip_value > 0,
          f'lipschitz.clip_value must be > 0, got {c.lipschitz.clip_value}')
   _check(c.lipschitz.gp_weight >= 0,
@@ -234,6 +245,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def critic_norm(c: ml_collections.ConfigDict) -> str:
   """The critic's normalisation: 'spectral' whenever lipschitz.method is spectral."""
   return 'spectral' if c.lipschitz.method == 'spectral' else c.model.d_norm
+
+
+def critic_schedule_fields(c: ml_collections.ConfigDict) -> dict:
+  """n_critic and the warm-up keys (0: off where a saved config predates them), as the
+  keyword arguments of wgan_jax.step.CriticSchedule."""
+  return dict(n_critic=c.n_critic, warmup=c.get('n_critic_warmup', 0),
+              warmup_steps=c.get('n_critic_warmup_steps', 0),
+              warmup_every=c.get('n_critic_warmup_every', 0))
 
 
 def g_batch_size(c: ml_collections.ConfigDict) -> int:

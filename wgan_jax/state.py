@@ -15,7 +15,8 @@ class GanState(NamedTuple):
   g_state:      generator model state (batch-norm moving statistics, spectral-norm vectors).
   d_params:     critic parameters.
   d_state:      critic model state: the spectral-norm power-iteration vectors `u` and the
-                last `sigma` of every normalised layer (updated by critic updates only).
+                last `sigma` of every normalised layer, and with d_norm 'batch' the batch-norm
+                moving averages (all updated by critic updates only).
   g_opt_state:  generator optimizer state.
   d_opt_state:  critic optimizer state.
   g_ema_params: exponential moving average of g_params, or None when EMA is off.

@@ -1,7 +1,7 @@
 """One jitted train step per generator update: n_critic critic updates, then one G update.
 
 Shape glossary:
-  K      n_critic, critic updates per generator update
+  K      critic updates of this generator update: n_critic (or the schedule's warm-up K)
   B      critic batch (real and fake examples per critic update)
   Bg     generator batch (fake examples in the generator update)
   Z      z_dim
@@ -13,6 +13,19 @@ Randomness: the key of step t is fold_in(PRNGKey(seed), t), split into one key p
 update (noise z and interpolation weights) and one for the generator update. A resumed run
 therefore draws exactly the numbers of an uninterrupted one.
 
+Critic schedule (`CriticSchedule`): K may depend on the step, as in the official WGAN code
+(WassersteinGAN main.py: Diters = 100 if gen_iterations < 25 or gen_iterations % 500 == 0
+else 5). The step is built once per K (`make_train_step` with cfg.n_critic = K: one code
+path, one compilation per distinct K); the trainer picks the one of step t with
+`critic_updates_at(t)`, and the real batches of step t start at critic update
+`critic_updates_before(t)` of the run, so the data too is a function of t alone.
+
+Critic batch norm (models.d_batch_norm): the critic update's one pass over [real; fake] is
+made with batch_groups=2, so the real and the fake half are each normalised with their own
+batch statistics, as the official critic that sees them in two calls; that pass alone
+advances the critic's state (spectral-norm vectors, batch-norm moving averages), and the
+penalty's and the generator's passes normalise with the statistics of their own batch.
+
 Data parallelism (wgan_jax.parallel): under pmap (cfg.axis_name set) every device holds
 b = B / num_shards examples; noise and interpolation weights are still drawn for the
 global batch and sliced, and gradients and metrics are averaged over the devices, so the
@@ -21,6 +34,14 @@ step computes the same numbers whatever the device count.
 Class-conditional runs (models.num_classes > 0): real labels come from the batch, fake
 labels are drawn uniformly per example (for the global batch, sliced like z) from
 fold_in(key, LABEL_STREAM), so unconditional runs draw exactly the numbers they drew before.
+A projection critic trained with a penalty (gp, r1) is an exception in its critic updates:
+their fakes are generated with the real labels of the same update, so that the penalty's
+interpolate a * real_i + (1 - a) * fake_i joins two examples of class y_i, the class it is
+scored as (Gulrajani et al. 2017, gan_cifar_resnet.py: the critic's fakes are
+Generator(labels_splits[i]), the real labels, and the interpolates are scored with them;
+Mescheder et al. 2018 train the conditional R1 critic the same way). The generator update
+and every other conditional run keep uniformly drawn labels (sngan_projection's updater
+draws them for both players) and draw exactly the numbers they drew before.
 With critic head 'acgan' the critic adds acgan_d_weight * CE(classifier(real), real labels)
 (AC-WGAN-GP, Gulrajani et al. 2017, gan_cifar_resnet.py: real examples only) and the
 generator acgan_g_weight * CE(classifier(fake), sampled labels); the gradient penalty sees
@@ -56,6 +77,45 @@ class StepConfig(NamedTuple):
 
 
 LABEL_STREAM = 0x1AB  # folded into a critic update's / the G update's key for fake labels
+
+
+class CriticSchedule(NamedTuple):
+  """Critic updates per generator step: `warmup` at steps t < warmup_steps and at every
+  t % warmup_every == 0 (warmup_every 0: never), else n_critic; warmup 0 disables the
+  warm-up (config keys n_critic, n_critic_warmup, n_critic_warmup_steps,
+  n_critic_warmup_every). The official WGAN schedule is CriticSchedule(5, 100, 25, 500)."""
+  n_critic: int
+  warmup: int = 0
+  warmup_steps: int = 0
+  warmup_every: int = 0
+
+
+def _multiples_below(n: int, every: int) -> int:
+  """#{t in [0, n) : t % every == 0} for n >= 0, every >= 1."""
+  return (n + every - 1) // every
+
+
+def warmup_steps_before(step: int, s: CriticSchedule) -> int:
+  """The number of warm-up steps among 0 .. step - 1."""
+  if not s.warmup:
+    return 0
+  head = min(step, s.warmup_steps)
+  if not s.warmup_every or step <= s.warmup_steps:
+    return head
+  return head + (_multiples_below(step, s.warmup_every)
+                 - _multiples_below(s.warmup_steps, s.warmup_every))
+
+
+def critic_updates_at(step: int, s: CriticSchedule) -> int:
+  """K of generator step `step` (0-based: the official gen_iterations before the step)."""
+  warm = s.warmup and (step < s.warmup_steps or (s.warmup_every and step % s.warmup_every == 0))
+  return s.warmup if warm else s.n_critic
+
+
+def critic_updates_before(step: int, s: CriticSchedule) -> int:
+  """The critic updates of steps 0 .. step - 1 (closed form): the data position of step."""
+  warm = warmup_steps_before(step, s)
+  return (step - warm) * s.n_critic + warm * s.warmup
 
 
 def step_key(seed: int, step) -> jax.Array:
@@ -99,23 +159,26 @@ class CriticCarry(NamedTuple):
 def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                        d_tx: optax.GradientTransformation, axis_name: Optional[str] = None,
                        num_shards: int = 1, critic_head: str = 'none',
-                       acgan_weight: float = 1.0):
+                       acgan_weight: float = 1.0, batch_norm: bool = False):
   """One critic update on given real and fake batches (the generator is not involved).
 
   Returns critic_update(carry: CriticCarry, *, real, fake, key) -> (carry, metrics): the
   critic loss (objective + weight * penalty) is differentiated, the optimizer applied, and
   the weights projected when the method is `clip`. Real and fake go through the critic in
-  one forward pass, the only pass that advances the spectral-norm state; the penalty's
-  forward passes use that new state without changing it. `key` draws the interpolation
+  one forward pass, the only pass that advances the critic's state (spectral-norm vectors,
+  batch-norm moving averages); the penalty's forward passes use that new state without
+  changing it. A critic with batch norm (batch_norm=True) normalises the real and the fake
+  half of that pass each with its own statistics (batch_groups=2). `key` draws the interpolation
   weights of the gradient penalty (for the global batch, of which this device takes its
   slice under pmap). With axis_name set, gradients and metrics are device means.
 
   Class-conditional critics take real_labels and fake_labels (int [B]): a 'projection'
   critic scores each example with its class (the penalty's interpolates with the real
-  labels); an 'acgan' critic adds acgan_weight * CE on the real examples (metrics
-  acgan/d_ce, acgan/real_acc).
+  labels, which the train step also gives the fakes when penalised); an 'acgan' critic adds
+  acgan_weight * CE on the real examples (metrics acgan/d_ce, acgan/real_acc).
   """
   labelled = critic_head == 'projection'
+  groups = {'batch_groups': 2} if batch_norm else {}  # real and fake: own statistics
 
   def critic_update(carry: CriticCarry, *, real, fake, key, real_labels=None,
                     fake_labels=None):
@@ -128,7 +191,8 @@ def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
 
     def d_loss_fn(d_params):
       out, new_d_state = d_apply(d_params, carry.d_state, None,
-                                 jnp.concatenate([real, fake]), update_stats=True, **cond)
+                                 jnp.concatenate([real, fake]), update_stats=True, **cond,
+                                 **groups)
       scores, logits = out if critic_head == 'acgan' else (out, None)
       d_real, d_fake = scores[:B], scores[B:]
       objective = loss.d(d_real=d_real, d_fake=d_fake)
@@ -182,7 +246,8 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
   num_classes, head = models.num_classes, models.critic_head
   critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx,
                                      axis_name=cfg.axis_name, num_shards=cfg.num_shards,
-                                     critic_head=head, acgan_weight=cfg.acgan_d_weight)
+                                     critic_head=head, acgan_weight=cfg.acgan_d_weight,
+                                     batch_norm=models.d_batch_norm)
 
   def local(x, global_size: int):
     """This device's slice of a globally drawn [global_size, ...] array (pmap), else x."""
@@ -199,11 +264,14 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     key = jax.random.fold_in(key, LABEL_STREAM)
     return local(sample_labels(key, global_size, num_classes), global_size)
 
+  # A penalised projection critic sees its fakes with the real labels (module docstring).
+  same_class_fakes = head == 'projection' and plan.penalty is not None
+
   def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
     real, real_labels, key = inputs
     z_key, penalty_key = jax.random.split(key)
     z = noise(z_key, cfg.batch_size)
-    labels = fake_labels(key, cfg.batch_size)
+    labels = real_labels if same_class_fakes else fake_labels(key, cfg.batch_size)
     fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True,
                       **({'labels': labels} if num_classes else {}))
     cond = dict(real_labels=real_labels, fake_labels=labels) if num_classes else {}
@@ -238,6 +306,9 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     return g_params, g_state, g_opt_state, metrics
 
   def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
+    if batch['x'].shape[0] != cfg.n_critic:
+      raise ValueError(f"this train step makes {cfg.n_critic} critic updates; the batch has "
+                       f"{batch['x'].shape[0]} real batches")
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
     carry, d_metrics = jax.lax.scan(
         lambda carry, xs: critic_scan_body(state, carry, xs),

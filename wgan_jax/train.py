@@ -47,6 +47,7 @@ class Run:
         models_lib.build_models(model_config, data_shape=self.data_shape,
                                 bn_axis_name=self.strategy.axis_name, **cond))
     self.g_tx, self.d_tx = optim.make_optimizers(config)
+    self.schedule = step_lib.CriticSchedule(**config_lib.critic_schedule_fields(config))
     self.step_config = step_lib.StepConfig(
         n_critic=config.n_critic, batch_size=config.batch_size,
         g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
@@ -66,19 +67,37 @@ class Run:
     return state if self.strategy.name == 'single' else parallel.to_replicated(
         jax.device_get(state), parallel.make_mesh())
 
-  def step_fn(self):
-    """The pure train step (state, batch) -> (state, metrics)."""
+  def step_fn(self, n_critic: Optional[int] = None):
+    """The pure train step (state, batch) -> (state, metrics) with n_critic critic updates
+    (default config.n_critic)."""
+    cfg = self.step_config._replace(n_critic=n_critic or self.step_config.n_critic)
     return step_lib.make_train_step(models=self.step_models, loss=self.loss, plan=self.plan,
-                                    g_tx=self.g_tx, d_tx=self.d_tx, cfg=self.step_config)
+                                    g_tx=self.g_tx, d_tx=self.d_tx, cfg=cfg)
 
-  def train_step(self):
+  def train_step(self, n_critic: Optional[int] = None):
     """The compiled train step of the strategy; its state argument is donated."""
-    return self.strategy.compile(self.step_fn())
+    return self.strategy.compile(self.step_fn(n_critic))
+
+  def train_steps(self):
+    """step -> the compiled train step of generator step `step` (its critic updates from
+    the critic schedule), each K compiled once, on first use."""
+    compiled = {}
+
+    def at(step: int):
+      k = step_lib.critic_updates_at(step, self.schedule)
+      if k not in compiled:
+        compiled[k] = self.train_step(k)
+      return compiled[k]
+
+    return at
 
   def batch(self, step: int) -> dict:
     """This process's real examples of step `step`, laid out for the strategy:
-    {'x'}, plus {'label': int32 [K, B]} for class-conditional runs."""
-    x, labels = self.source.batches(step, shape=(self.config.n_critic, self.config.batch_size))
+    {'x' [K, B, ...]}, plus {'label': int32 [K, B]} for class-conditional runs; K and the
+    data position from the critic schedule."""
+    shape = (step_lib.critic_updates_at(step, self.schedule), self.config.batch_size)
+    start = step_lib.critic_updates_before(step, self.schedule) * self.config.batch_size
+    x, labels = self.source.batches(step, shape=shape, start=start)
     batch = {'x': x}
     if self.num_classes:
       batch['label'] = np.asarray(labels, np.int32)
@@ -213,7 +232,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
   """The train loop from `start`; `state` is canonical (see wgan_jax.parallel)."""
   config, strategy = run.config, run.strategy
   total = config.total_steps
-  train_step = run.train_step()
+  train_step_at = run.train_steps()  # by step: the critic schedule's K
   evaluator = Evaluator(run, workdir)
   pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
   last = {}
@@ -222,7 +241,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
   writer.start(start)
   with checkpoint.PreemptionWatcher() as watcher:
     for step in range(start, total):
-      device_state, metrics = train_step(device_state, batch)
+      device_state, metrics = train_step_at(step)(device_state, batch)
       done = step + 1
       if pending is not None:
         last = writer.write(pending[0], _to_host(pending[1]))

@@ -1,9 +1,13 @@
 """Data sources: built-in 2-D distributions and tensorflow-datasets images, one interface.
 
-A source's batches are a pure function of (seed, step): `batches(step, shape)` returns the
-real examples of generator step `step` (shape = (n_critic, global batch)), so the data
-position of a run is its step and a resumed run reads exactly the same examples. In a
-multi-process run each process gets only its slice of the global batch axis.
+A source's batches are a pure function of (seed, step): `batches(step, shape, start)` returns
+the real examples of generator step `step` (shape = (K, global batch)), so the data position
+of a run is its step and a resumed run reads exactly the same examples. `start` (image
+sources) is the global counter of the step's first example, step * prod(shape) by default;
+a run with a critic schedule (K depends on the step) passes critic_updates_before(step) * B.
+Toy sources draw each step's samples from a generator keyed by (seed, step), whatever the
+shape, and ignore `start`. In a multi-process run each process gets only its slice of the
+global batch axis.
 """
 import numpy as np
 
@@ -23,7 +27,8 @@ class ToySource:
     self.num_classes = self.spec.num_classes
     self.is_toy = True
 
-  def batches(self, step: int, *, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+  def batches(self, step: int, *, shape: tuple, start=None) -> tuple[np.ndarray, np.ndarray]:
+    del start  # i.i.d. samples keyed by (seed, step): no position to keep
     x, labels = toy.toy_batches(self.name, seed=self.seed, step=step, shape=shape)
     return _process_slice(x, labels, self.process_index, self.process_count, axis=len(shape) - 1)
 

@@ -28,9 +28,11 @@ Shapes:
   labels int32 [*S_local]
 
 Order is keyed, never streamed: example j (row-major over S) of step t has the global counter
-c = t * prod(S) + j, read from index `permutation(seed, c // N)[c % N]`. Each epoch visits
-every example exactly once, and the data of step t is a pure function of (seed, t): a resumed
-run reads exactly the same batches without storing any iterator state.
+c = start + j, start = t * prod(S) by default, read from index
+`permutation(seed, c // N)[c % N]`. Each epoch visits every example exactly once, and the data
+of step t is a pure function of (seed, t): a resumed run reads exactly the same batches
+without storing any iterator state. A run whose steps differ in size (a critic schedule)
+passes start = (critic updates before step t) * B, a function of t too.
 """
 import concurrent.futures
 import functools
@@ -203,11 +205,11 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _local_counters(step: int, shape: tuple[int, ...], process_index: int,
+def _local_counters(start: int, shape: tuple[int, ...], process_index: int,
                     process_count: int) -> np.ndarray:
-  """Global example counters of this process's slice, int64 [*shape[:-1], B // P]."""
+  """Global example counters start + j of this process's slice, int64 [*shape[:-1], B // P]."""
   total = math.prod(shape)
-  counters = np.int64(step) * total + np.arange(total, dtype=np.int64).reshape(shape)
+  counters = np.int64(start) + np.arange(total, dtype=np.int64).reshape(shape)
   width = shape[-1] // process_count
   return counters[..., process_index * width:(process_index + 1) * width]
 
@@ -315,13 +317,16 @@ class ImageSource:
     return (to_float(images).reshape(*indices.shape, *self.data_shape),
             labels.reshape(indices.shape))
 
-  def batches(self, step: int, *, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+  def batches(self, step: int, *, shape: Sequence[int],
+              start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """This process's slice of the examples of training step `step`.
 
     Args:
       step: training step t >= 0; example j (row-major over `shape`) has global counter
-        t * prod(shape) + j.
+        start + j.
       shape: global batch shape, e.g. (n_critic, B); B (last axis) divisible by P.
+      start: the global counter of the step's first example (default t * prod(shape), the
+        position of a run whose steps all have this shape).
 
     Returns:
       images float32 [*shape[:-1], B // P, H, W, C] in [-1, 1], labels int32
@@ -334,7 +339,8 @@ class ImageSource:
     if not shape or shape[-1] % self._process_count:
       raise DataError(f'global batch shape {shape}: the last axis must be divisible by the '
                       f'process count {self._process_count}')
-    counters = _local_counters(step, shape, self._process_index, self._process_count)
+    start = step * math.prod(shape) if start is None else start
+    counters = _local_counters(start, shape, self._process_index, self._process_count)
     return self._read(self._indices(self._seed, counters))
 
   def eval_real(self, n: int, *, index: int) -> np.ndarray:

@@ -13,7 +13,11 @@ Configured by `config.evals` (wgan_jax.config_lib.base_config):
 
 Samples come from the EMA generator where configured (state.sampling_params) with fixed noise
 (the same z at every evaluation); a conditional generator gets balanced labels
-(arange(n) % C). Intra-class FID (Miyato & Koyama 2018) is the mean over the reference's C
+(arange(n) % C). Every generated image is quantised to uint8 before any metric sees it
+(`quantize`), as the papers' evaluation code and image files hold them, and read back as the
+real images are (v / 127.5 - 1), so generated and real images reach Inception (and SWD) on
+the same 256 grey levels. The Inception Score's logits are pool3 @ W without the bias
+(eval/metrics.py). Intra-class FID (Miyato & Koyama 2018) is the mean over the reference's C
 classes of the FID between intra_fid_num_samples images generated for class c (the same z
 for every class) and the real images of class c (reference statistics made with
 --per_class). Scores: eval/fid, eval/is, eval/is_std, eval/kid, eval/kid_std, eval/swd (and
@@ -33,6 +37,9 @@ from wgan_jax.errors import ConfigError, DataError
 from wgan_jax.eval import fid, metrics as metrics_lib, swd as swd_lib
 
 SCORES_FILE = 'scores.json'
+# Recorded with every score (protocol): how generated images and IS logits are formed.
+FAKE_QUANTIZATION = 'uint8 floor(clip(127.5 x + 127.5, 0, 255))'
+IS_LOGITS = 'pool3 @ fc.w (no bias)'
 EVAL_STREAM = 0x5EED + 1  # folded into the seed for the evaluation noise (fixed across evals)
 METRICS = {  # name -> (needs Inception weights, needs reference statistics)
     'fid': (True, True),
@@ -41,6 +48,19 @@ METRICS = {  # name -> (needs Inception weights, needs reference statistics)
     'swd': (False, False),
     'intra_fid': (True, True),
 }
+
+
+def quantize(images: np.ndarray) -> np.ndarray:
+  """Generated images in [-1, 1] on the uint8 levels of the real images, float32 [...].
+
+  v = uint8(clip(127.5 x + 127.5, 0, 255)) (truncated, in float32: sngan_projection's
+  evaluation.py, gen_images, line 31; WGAN-GP's gan_cifar_resnet.py, line 330, truncates
+  127.995 (x + 1), at most one grey level away), then v / 127.5 - 1 as the real images
+  (wgan_jax.data.images.to_float). Idempotent: an image already on the levels is unchanged.
+  """
+  x = np.asarray(images, np.float32)
+  v = np.clip(x * np.float32(127.5) + np.float32(127.5), 0.0, 255.0).astype(np.uint8)
+  return v.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 def parse_metrics(spec: str) -> tuple[str, ...]:
@@ -200,11 +220,12 @@ class ImageEvaluator:
     self.z_intra = step_lib.sample_z(jax.random.fold_in(key, 1), self.num_intra,
                                      run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
-                'seed': int(config.seed)}
+                'seed': int(config.seed), 'fake_quantization': FAKE_QUANTIZATION}
     self.features = None
     if needs_weights:
       weights = inception.load_params(evals.inception_weights)
       self.features = inception.make_feature_fn(weights.params, batch_size=self.batch_size)
+      self.is_weight = np.asarray(weights.params['fc']['w'])
       protocol.update(weights_sha256=weights.source_sha256, weights_file=inception.WEIGHTS_FILE,
                       resize=inception.RESIZE_METHOD)
     self.reference = None
@@ -220,7 +241,8 @@ class ImageEvaluator:
                                           len(self.reference.kid_features)),
                       kid_num_real=len(self.reference.kid_features))
     if 'is' in self.names:
-      protocol.update(is_num_samples=self.num_is, is_splits=metrics_lib.IS_SPLITS)
+      protocol.update(is_num_samples=self.num_is, is_splits=metrics_lib.IS_SPLITS,
+                      is_logits=IS_LOGITS)
     self.class_sqrt_sigma = None
     if 'intra_fid' in self.names:
       ref = self.reference
@@ -248,8 +270,9 @@ class ImageEvaluator:
     return self.every_steps > 0 and (step % self.every_steps == 0 or step == self.total_steps)
 
   def _sample(self, params, g_state, z, labels):
+    """Generated images, quantised (`quantize`)."""
     extra = () if labels is None else (labels,)
-    return np.asarray(self.sample(params, g_state, z, *extra))
+    return quantize(self.sample(params, g_state, z, *extra))
 
   def _class_features(self, state, c: int) -> np.ndarray:
     """Inception features [intra_fid_num_samples, D] of images generated for class c."""
@@ -263,10 +286,10 @@ class ImageEvaluator:
     return np.concatenate(feats)
 
   def _generate(self, state):
-    """Fake images through Inception in batches: (features, logits, swd images)."""
+    """Fake images through Inception in batches: (pool3 features, swd images)."""
     from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
     params = sampling_params(state)
-    feats, logits, images = [], [], []
+    feats, images = [], []
     n_features = max(self.num_fid, self.num_is) if self.features is not None else 0
     for start in range(0, len(self.z), self.batch_size):
       end = start + self.batch_size
@@ -275,25 +298,24 @@ class ImageEvaluator:
       if start < self.num_swd:
         images.append(fake[:self.num_swd - start])
       if start < n_features:
-        f, l = self.features(fake)
-        feats.append(f)
-        logits.append(l)
+        feats.append(self.features(fake)[0])
     cat = lambda xs: np.concatenate(xs) if xs else None
-    return cat(feats), cat(logits), cat(images)
+    return cat(feats), cat(images)
 
   def __call__(self, state, step: int, *, write: bool = True) -> dict:
     """The scores of `state` at `step`: {'eval/<metric>': value, 'protocol': {...}}.
 
     Writes them into <workdir>/scores.json when `write` and a workdir was given.
     """
-    feats, logits, images = self._generate(state)
+    feats, images = self._generate(state)
     scores = {}
     if 'fid' in self.names:
       scores['eval/fid'] = fid.frechet_distance_to(
           feats[:self.num_fid], self.reference.mu, self.reference.sigma,
           sqrt_sigma2=self.reference.sqrt_sigma)
     if 'is' in self.names:
-      mean, std = metrics_lib.inception_score(metrics_lib.softmax(logits[:self.num_is]))
+      is_logits = metrics_lib.inception_logits(feats[:self.num_is], self.is_weight)
+      mean, std = metrics_lib.inception_score(metrics_lib.softmax(is_logits))
       scores.update({'eval/is': mean, 'eval/is_std': std})
     if 'kid' in self.names:
       mean, std, _ = metrics_lib.kid(feats[:self.num_fid], self.reference.kid_features)

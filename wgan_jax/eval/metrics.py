@@ -4,6 +4,11 @@ Inception Score (Salimans et al. 2016), as the original code (openai/improved-ga
 the predictions are split into `splits` consecutive parts; per part
   IS_k = exp( mean_i KL(p(y|x_i) || p_k(y)) ),  p_k(y) = mean_i p(y|x_i) over the part,
 and the score is mean_k IS_k with std_k IS_k (10 splits; softmax over all 1008 logits).
+The logits are pool3 @ W, the final layer's weight WITHOUT its bias (`inception_logits`):
+that code (copied into the WGAN-GP code as tflib/inception_score.py, line 93:
+`logits = tf.matmul(tf.squeeze(pool3), w)`) takes w, the MatMul input of softmax/logits,
+and never adds the graph's bias; the papers' Inception Scores are of these logits, not of
+the biased ones pytorch-fid's `fc` layer returns.
 
 Kernel Inception Distance (Binkowski et al. 2018): the unbiased estimator of the squared MMD
 with the cubic polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets:
@@ -26,6 +31,18 @@ KID_SUBSET_SIZE = 1000
 def softmax(logits: np.ndarray) -> np.ndarray:
   """Row softmax in float64, [N, K] -> [N, K]."""
   return special.softmax(np.asarray(logits, np.float64), axis=-1)
+
+
+def inception_logits(features: np.ndarray, w: np.ndarray) -> np.ndarray:
+  """The Inception Score's logits pool3 @ W in float64, no bias (see the module docstring).
+
+  Args:
+    features: [N, D] pool3 features (D = 2048).
+    w: [D, K] the final linear layer's weight (the converted file's fc/w; K = 1008).
+  Returns:
+    [N, K] logits.
+  """
+  return np.asarray(features, np.float64) @ np.asarray(w, np.float64)
 
 
 def inception_score(probs: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:

@@ -99,12 +99,12 @@ def train_gan(run, *, hook: Optional[Callable] = None, hook_every: int = 0):
   config = run.config
   strategy = run.strategy
   state = strategy.to_device(run.init_state())
-  train_step = run.train_step()
+  train_step_at = run.train_steps()  # by step: the critic schedule's K
   total = config.total_steps
   start = time.time()
   batch = run.batch(0)
   for t in range(total):
-    state, metrics = train_step(state, batch)
+    state, metrics = train_step_at(t)(state, batch)
     if t + 1 < total:
       batch = run.batch(t + 1)
     if hook is not None and hook_every and ((t + 1) % hook_every == 0 or t + 1 == total):

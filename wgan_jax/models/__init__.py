@@ -22,7 +22,10 @@ parameter trees and outputs are those of a pair built without any conditional co
 
 G's state holds batch-norm statistics (updated when is_training) and, with g_spectral_norm,
 power-iteration vectors (updated when is_training); D's state holds power-iteration vectors
-(updated only when update_stats). Non-updating passes return their state unchanged.
+and, with d_norm 'batch' (model dcgan only), batch-norm moving averages (both updated only
+when update_stats). Non-updating passes return their state unchanged. A critic with batch
+norm (ModelPair.d_batch_norm) normalises with batch statistics in every pass and also takes
+`batch_groups=n`: x is n consecutive parts, each normalised with its own statistics.
 """
 import numbers
 from typing import Callable, Dict, NamedTuple, Optional, Sequence
@@ -43,6 +46,7 @@ class ModelPair(NamedTuple):
   z_dim: int
   num_classes: int = 0          # > 0: class-conditional players (labels=)
   critic_head: str = 'none'     # layers.CRITIC_HEADS: none | projection | acgan
+  d_batch_norm: bool = False    # critic with batch norm (d_norm 'batch'): takes batch_groups=
 
 
 # ----------------------------------------------------------------------------- config reading
@@ -96,10 +100,16 @@ def _common(model_config) -> dict:
 
 
 def _pair(g_fn: Callable, d_fn: Callable, z_dim: int, num_classes: int = 0,
-          head: str = 'none') -> ModelPair:
+          head: str = 'none', d_batch_norm: bool = False) -> ModelPair:
   return ModelPair(g=hk.transform_with_state(g_fn), d=hk.transform_with_state(d_fn),
                    z_dim=z_dim, num_classes=num_classes,
-                   critic_head=head if num_classes else 'none')
+                   critic_head=head if num_classes else 'none', d_batch_norm=d_batch_norm)
+
+
+def _no_critic_batch_norm(options: dict, name: str) -> None:
+  if options['d_norm'] == 'batch':
+    raise ConfigError(f"model.d_norm 'batch' is only supported by model dcgan (the official "
+                      f"WGAN critic), not {name}; use none, spectral or layer")
 
 
 def _conditioning(num_classes, head) -> dict:
@@ -119,6 +129,7 @@ def build_mlp(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = 
   """gan_toy.py's MLP pair for data of any shape (flattened; (2,) for the toy problems)."""
   cond = _conditioning(num_classes, critic_head)
   _choice(model_config, 'd_pool', tuple(resnet.POOLS), 'sum')  # checked; MLPs do not pool
+  _no_critic_batch_norm(_common(model_config), 'mlp')
   g_fn, d_fn = mlp.make_fns(
       data_shape=_data_shape(data_shape),
       hidden=_positive_int(model_config, 'mlp_hidden', 512),
@@ -138,13 +149,16 @@ def _build_cnn(module, name: str, model_config, data_shape, bn_axis_name, num_cl
   g_ch, d_ch = DEFAULT_WIDTHS[name]
   d_pool = _choice(model_config, 'd_pool', tuple(resnet.POOLS), 'sum')
   extra = {'activation': activation} if name == 'dcgan' else {'d_pool': d_pool}
+  common = _common(model_config)
+  if name != 'dcgan':
+    _no_critic_batch_norm(common, name)
   g_fn, d_fn = module.make_fns(
       data_shape=_data_shape(data_shape),
       g_ch=_positive_int(model_config, 'g_ch', g_ch),
       d_ch=_positive_int(model_config, 'd_ch', d_ch),
-      bn_axis_name=bn_axis_name, **_common(model_config), **extra, **cond)
+      bn_axis_name=bn_axis_name, **common, **extra, **cond)
   return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 128), num_classes,
-               critic_head)
+               critic_head, d_batch_norm=common['d_norm'] == 'batch')
 
 
 def build_dcgan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
@@ -174,7 +188,7 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
 
   Args:
     model_config: attributes name, z_dim, g_batch_norm, d_norm ('none' | 'spectral' |
-      'layer'), g_spectral_norm, compute_dtype ('float32' | 'bfloat16', see
+      'layer' | 'batch', dcgan only), g_spectral_norm, compute_dtype ('float32' | 'bfloat16', see
       layers' module docstring), g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
       d_pool ('sum' | 'mean': the resnet critic's global pooling), d_out_bias (a bias in
       the critic's output layer),
@@ -207,7 +221,8 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
   # The generator of another architecture (WGAN-GP paper: an MLP G against a CNN critic)
   # or depth (a deep critic against the toy G): its own pair, of which G is kept.
   g_config = dict(name=g_name, z_dim=pair.z_dim,
-                  mlp_layers=g_mlp_layers or _field(model_config, 'mlp_layers', 3))
+                  mlp_layers=g_mlp_layers or _field(model_config, 'mlp_layers', 3),
+                  d_norm='none')  # that pair's critic is not used
   g_builder = registry.lookup(MODELS, g_name, 'model.g_name')
   g_pair = g_builder(_Overlay(model_config, g_config), data_shape=data_shape,
                      bn_axis_name=bn_axis_name, **cond)

@@ -18,7 +18,11 @@ Critic (leaky ReLU 0.1 after every conv): conv3x3 d_ch, conv4x4/2 2 d_ch, conv3x
   ch // 2, ch, ch with ch = 512; compare_gan sndcgan.py the same): each strided conv doubles
   the width (the SNGAN paper's Table 3 lists 64, 64, 128, 128, 256, 256, 512 instead).
   d_norm 'spectral': every conv and the dense layer; 'layer': LayerNorm after every conv,
-  before its activation.
+  before its activation; 'batch': batch norm after every conv but the first, before its
+  activation (the official WGAN critic, WassersteinGAN models/dcgan.py DCGAN_D: BatchNorm2d
+  after every conv but the initial one), each of `batch_groups` parts of the batch with its
+  own statistics (layers.CriticBatchNorm; the train step passes batch_groups=2 for its
+  [real; fake] pass).
 Class conditioning (num_classes > 0): conditional batch norm in G (per-class gain and bias),
   layers.critic_head on the flattened critic features ('projection' or 'acgan').
 activation 'relu' is the paper's (ReLU in G, leaky ReLU in D); 'tanh' puts tanh in place of
@@ -74,15 +78,21 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
 
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
               activation: str = 'relu', d_out_bias: bool = True, num_classes: int = 0,
-              head: str = 'none', compute_dtype: layers.DType = jnp.float32) -> Callable:
-  """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
-  -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
+              head: str = 'none', bn_axis_name: Optional[str] = None,
+              compute_dtype: layers.DType = jnp.float32) -> Callable:
+  """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits,
+  batch_groups) -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes])).
+  batch_groups (d_norm 'batch' only): the number of consecutive parts of x normalised
+  separately."""
   layers.check_image_shape(data_shape, 'dcgan')
   sn = d_norm == 'spectral'
   act = layers.leaky_relu if activation == 'relu' else layers.ACTIVATIONS[activation]
 
   def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
-        with_logits: bool = False):
+        with_logits: bool = False, batch_groups: int = 1):
+    if batch_groups != 1 and d_norm != 'batch':
+      raise ValueError(f'batch_groups needs a critic with batch norm, this one has d_norm '
+                       f'{d_norm!r}')
     h = x
     for i, (k, stride, mult) in enumerate(CRITIC_CONVS):
       padding = 'SAME' if stride == 1 else STRIDED_PADDING
@@ -90,6 +100,9 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
                         compute_dtype=compute_dtype, name=f'conv_{i}')(h, update_stats=update_stats)
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
+      if d_norm == 'batch' and i > 0:
+        h = layers.CriticBatchNorm(bn_axis_name=bn_axis_name, name=f'bn_{i}')(
+            h, update_stats=update_stats, groups=batch_groups)
       h = act(h)
     h = h.reshape(h.shape[0], -1)
     return layers.critic_head(h, labels, head=head, num_classes=num_classes, spectral_norm=sn,
@@ -111,5 +124,6 @@ def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: b
                    compute_dtype=compute_dtype)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, activation=activation,
                 d_out_bias=d_out_bias, num_classes=num_classes, head=head,
+                bn_axis_name=bn_axis_name,
                 compute_dtype=compute_dtype)
   return g, d

@@ -62,7 +62,7 @@ GLOROT_UNIFORM_RELU = hk.initializers.VarianceScaling(2.0, 'fan_avg', 'uniform')
 HE_UNIFORM = hk.initializers.VarianceScaling(2.0, 'fan_in', 'uniform')
 
 ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh}
-D_NORMS = ('none', 'spectral', 'layer')
+D_NORMS = ('none', 'spectral', 'layer', 'batch')  # 'batch': model dcgan only
 CONV_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 # model.compute_dtype values.
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -669,6 +669,56 @@ class LayerNorm(hk.Module):
     scale = hk.get_parameter('scale', [x.shape[-1]], jnp.float32, init=jnp.ones)
     offset = hk.get_parameter('offset', [x.shape[-1]], jnp.float32, init=jnp.zeros)
     return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + offset
+
+
+class CriticBatchNorm(hk.Module):
+  """The critic's batch norm: every pass normalises with the statistics of its own batch.
+
+  y = (x - mean_g) / sqrt(var_g + eps) * scale + offset per channel, where mean_g, var_g
+  (biased) are taken over each of `groups` equal, consecutive parts of the batch (and over
+  H, W): the train step sends real and fake through the critic in one pass [real; fake]
+  with groups=2, so each half is normalised by its own statistics, exactly as the official
+  WGAN critic that sees the real and the fake batch in two calls (WassersteinGAN main.py,
+  netD(real) then netD(fake), in train mode; models/dcgan.py, DCGAN_D). No pass ever uses
+  moving averages: that critic is never switched to eval mode, and the generator's loss
+  and the gradient penalty also see batch statistics (of the fakes, of the interpolates).
+
+  State: the moving averages `mean` and `var` [C] (decay 0.9, PyTorch's momentum 0.1; mean
+  over the groups) are kept like the spectral-norm state, for inspection only: they are
+  advanced only by passes with update_stats=True (the critic updates), never by the
+  generator's or the penalty's passes, and nothing reads them. scale / offset are
+  parameters, so weight clipping clips them as the official code clamps every parameter of
+  netD. Normalises in float32. With bn_axis_name (pmap) the statistics are averaged over the
+  devices, so a data-parallel run normalises with those of the global batch.
+  """
+
+  def __init__(self, *, decay: float = 0.9, eps: float = 1e-5,
+               bn_axis_name: Optional[str] = None, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.decay, self.eps, self.bn_axis_name = decay, eps, bn_axis_name
+
+  def __call__(self, x: jax.Array, *, update_stats: bool, groups: int = 1) -> jax.Array:
+    """x [B, ..., C] (B divisible by groups) -> float32 [B, ..., C]."""
+    c = x.shape[-1]
+    if x.shape[0] % groups:
+      raise ValueError(f'batch {x.shape[0]} is not divisible into {groups} groups')
+    h = x.astype(jnp.float32).reshape((groups, x.shape[0] // groups) + x.shape[1:])
+    axes = tuple(range(1, h.ndim - 1))
+    mean = jnp.mean(h, axis=axes, keepdims=True)
+    mean_sq = jnp.mean(jnp.square(h), axis=axes, keepdims=True)
+    if self.bn_axis_name is not None:
+      mean, mean_sq = jax.lax.pmean((mean, mean_sq), self.bn_axis_name)
+    var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+    scale = hk.get_parameter('scale', [c], jnp.float32, init=jnp.ones)
+    offset = hk.get_parameter('offset', [c], jnp.float32, init=jnp.zeros)
+    mean_ema = hk.get_state('mean', [c], jnp.float32, init=jnp.zeros)
+    var_ema = hk.get_state('var', [c], jnp.float32, init=jnp.ones)
+    if update_stats:
+      group_mean = lambda v: jnp.mean(v.reshape(groups, c), axis=0)
+      hk.set_state('mean', self.decay * mean_ema + (1 - self.decay) * group_mean(mean))
+      hk.set_state('var', self.decay * var_ema + (1 - self.decay) * group_mean(var))
+    y = (h - mean) * jax.lax.rsqrt(var + self.eps) * scale + offset
+    return y.reshape(x.shape)
 
 
 def batch_norm(bn_axis_name: Optional[str], name: Optional[str] = None) -> hk.BatchNorm:
