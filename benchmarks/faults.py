@@ -97,6 +97,7 @@ def interrupt(workdir: str, signals, *overrides: str):
   if _wait_for_records(proc, workdir, 3):
     for signum in signals:
       proc.send_signal(signum)
+      time.sleep(0.05)  # two at once would arrive as one
   _, err = proc.communicate(timeout=600)
   return subprocess.CompletedProcess(proc.args, proc.returncode, '', err)
 

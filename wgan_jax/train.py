@@ -309,7 +309,8 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
       if _every(done, config.log_every_steps, total):
         pending = (done, strategy.metrics(metrics))
       is_eval = _every(done, config.eval_every_steps, total) or evaluator.scores_due(done)
-      is_save = _every(done, config.checkpoint_every_steps, total) or watcher.requested
+      stop = watcher.requested  # read once: a signal arriving later is handled next step
+      is_save = _every(done, config.checkpoint_every_steps, total) or bool(stop)
       if is_eval or is_save:  # a synchronous moment anyway: check, log, then save
         current = check_finite(done, _to_host(strategy.metrics(metrics)), device_state)
         state = strategy.to_canonical(device_state)
@@ -323,9 +324,9 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
         ckpt.save(done, state, {'step': done, 'data_position': done,
                                 'device_count': jax.device_count(),
                                 'strategy': strategy.name, 'config': config_dict}, force=True)
-      if watcher.requested:
+      if stop:
         ckpt.wait()
-        raise Preempted(done, watcher.requested)
+        raise Preempted(done, stop)
   return last
 
 
