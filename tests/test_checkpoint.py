@@ -22,7 +22,7 @@ from etils import epath
 from benchmarks import faults
 from wgan_jax import checkpoint, sample, train
 from wgan_jax import step as step_lib
-from wgan_jax.errors import CheckpointError, Diverged, DiskFull, WorkdirError
+from wgan_jax.errors import CheckpointError, Diverged, DiskFull, UserError, WorkdirError
 from tests import configs_loader
 
 CONFIG = 'configs/sngan.py:gaussians8,smoke'
@@ -382,3 +382,41 @@ def test_divergence_from_the_first_step_is_one_line_exit_3(tmp_path):
   assert lines[0].startswith('error: training diverged at step 1: d_loss=nan')
   assert 'no checkpoint was written' in lines[0]
   assert checkpoint.all_steps(str(tmp_path)) == []
+
+
+def test_sample_output_checks_come_before_loading(reference, tmp_path):
+  workdir = str(reference[0])
+  with pytest.raises(UserError, match=r"folder '.*/missing' does not exist"):
+    sample.check_out_path(str(tmp_path / 'missing' / 's.png'))
+  (tmp_path / 'grid.png').mkdir()
+  with pytest.raises(UserError, match=r"--out='.*grid.png' is an existing folder"):
+    sample.check_out_path(str(tmp_path / 'grid.png'))
+  sample.check_out_path(str(tmp_path / 's.npy'))
+  assert sample.planned_count(workdir, num_samples=10**14, labels_spec=None) == (10**14, (2,))
+  with pytest.raises(UserError, match=r'--num_samples: 100000000000000 samples need 727.6 TB in '
+                                      r".*s.npy' but only .* is free there"):
+    sample.check_size(str(tmp_path / 's.npy'), count=10**14, example_shape=(2,))
+  with pytest.raises(UserError, match=r'a .png of 100000000000000 samples needs about'):
+    sample.check_size(str(tmp_path / 's.png'), count=10**14, example_shape=(2,))
+  proc = subprocess.run([sys.executable, '-m', 'wgan_jax.sample', f'--workdir={workdir}',
+                         f'--out={tmp_path}/no/such/s.png'], cwd=configs_loader.ROOT,
+                        capture_output=True, text=True, timeout=300)
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 2 and len(lines) == 1 and 'does not exist' in lines[0], proc.stderr
+
+
+def test_npy_is_streamed_in_chunks_and_sample_noise_does_not_depend_on_the_count(reference,
+                                                                             tmp_path):
+  run, state, _ = train.load_for_inference(str(reference[0]))
+  n = sample.BATCH + 37
+  full = sample.generate(run, state, num_samples=n, seed=3)
+  assert full.shape == (n, 2)
+  # The same noise for sample i whatever the count (outputs equal up to the matmul's rounding
+  # at another batch size).
+  np.testing.assert_allclose(sample.generate(run, state, num_samples=5, seed=3), full[:5],
+                             rtol=1e-5, atol=1e-6)
+  out = str(tmp_path / 's.npy')
+  sample.stream_npy(out, sample.generate_chunks(run, state, num_samples=n, seed=3),
+                    shape=(n, 2))
+  np.testing.assert_array_equal(np.load(out), full)
+  assert os.listdir(tmp_path) == ['s.npy']

@@ -3,8 +3,8 @@
 Writes samples of a checkpoint's generator (its EMA weights where the run kept them):
 `.npy` is the raw float32 array [N, ...], generated in chunks of BATCH and streamed to disk
 (any N that fits on the disk); `.png` an image grid, or for 2-D data a scatter plot (held
-in memory). The same checkpoint and seed give byte-identical files, and sample i is the
-same for every N > i (chunk c draws its noise from fold_in(PRNGKey(seed), c)). The output
+in memory). The same checkpoint, seed and count give byte-identical files; sample i has the
+same noise for every N > i (chunk c draws its noise from fold_in(PRNGKey(seed), c)). The output
 path and the size are checked before the model is loaded.
 
 Class-conditional runs take --labels: a class (`3`), a comma list (`0,3,7`: the samples
