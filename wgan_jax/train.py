@@ -1,7 +1,6 @@
 """Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
-from typing import Optional
-
 import signal
+from typing import Optional
 
 import jax
 import ml_collections
@@ -370,7 +369,11 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
         run = runs[key]
         state, _ = ckpt.restore(candidate, checkpoint.abstract_like(run.init_state()))
       except CheckpointError as e:
-        if step is not None or candidate == candidates[-1]:
+        others = [s for s in steps if s != candidate]
+        if step is not None:
+          raise CheckpointError(f'{e}; pass another --step (available: '
+                                f'{", ".join(map(str, others)) or "none"})') from None
+        if candidate == candidates[-1]:
           raise
         checkpoint.warn(f'skipped {e}; trying the previous one')
         continue
