@@ -9,7 +9,7 @@ temporary folder. "resumes" reruns `wgan_jax.main` with the case's config and a 
 steps and reports its exit code (0: the workdir resumed); "-" where no resume applies. A
 full disk is simulated by making every checkpoint write raise OSError(ENOSPC) from a step on
 (`python -m benchmarks.faults --enospc_from=STEP <main args>`: the wrapper this script uses).
-About 3 minutes on 2 CPU cores.
+About 10 minutes on 2 CPU cores (each case starts Python and JAX afresh).
 """
 import errno
 import glob
