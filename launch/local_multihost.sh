@@ -8,11 +8,13 @@
 # the given arguments. PYTHON picks the interpreter (default python3). Process 0 prints to
 # the terminal; process i > 0 logs to $LOG_DIR/process_i.log (default: a temporary folder).
 # The exit status is the first non-zero one among the processes. --dry-run prints the
-# commands instead of running them.
+# commands instead of running them; --help prints this text.
 set -euo pipefail
 
 usage() { echo "usage: $0 [--dry-run] N [wgan_jax.main args...]" >&2; exit 2; }
+show_help() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0; }
 
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && show_help
 runner=()
 if [[ "${1:-}" == "--dry-run" ]]; then runner=(echo); shift; fi
 [[ $# -ge 1 && "$1" =~ ^[1-9][0-9]*$ ]] || usage

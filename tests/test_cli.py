@@ -1,5 +1,6 @@
 """Bad input: one readable line on stderr, a non-zero exit, nothing written."""
 import os
+import re
 import subprocess
 import sys
 
@@ -25,7 +26,14 @@ BAD_INPUTS = [
     ([f'--config={TOY}', '--config.loss=bogus'], "unknown loss 'bogus'; valid: f_gan, f_hellinger"),
     ([f'--config={TOY}', '--config.lipschitz.method=bogus'], "unknown lipschitz.method 'bogus'"),
     ([f'--config={TOY}', '--config.model.name=bogus'], "unknown model.name 'bogus'"),
-    ([f'--config={TOY}', '--config.data.name=bogus'], "unknown data.name 'bogus'"),
+    ([f'--config={TOY}', '--config.data.name=bogus'],
+     "unknown data.name 'bogus'; valid: celeb_a, cifar10, fashion_mnist, gaussians25, gaussians8, "
+     "mnist, parallel_lines, stl10, swissroll"),
+    ([f'--config={TOY}', '--config.total_steps=3000000000'],
+     'total_steps must be in [1, 2147483647] (the step counter is int32), got 3000000000'),
+    ([f'--config={TOY}', '--config.seed=-1'], 'seed must be in [0, 2147483647], got -1'),
+    (['--config=configs/nofile.py', '--config.total_steps=3'],
+     "cannot load config file 'configs/nofile.py' (no such file)"),
     ([f'--config={TOY}', '--config.parallel.strategy=bogus'], "unknown parallel.strategy"),
     ([f'--config={TOY}', '--config.n_critic=0'], 'n_critic must be >= 1, got 0'),
     ([f'--config={TOY}', '--config.batch_size=0'], 'batch_size must be >= 1, got 0'),
@@ -58,3 +66,61 @@ def test_unwritable_workdir(tmp_path):
   assert proc.returncode != 0 and len(lines) == 1, proc.stderr
   assert 'cannot write to workdir' in lines[0]
   assert blocker.read_text() == 'x'
+
+
+# Every config value against where it is used: int32 counters, positive sizes, finite floats.
+RANGE_CASES = [
+    ('seed', -1, 'seed must be in [0, 2147483647], got -1'),
+    ('seed', 2**31, 'seed must be in [0, 2147483647]'),
+    ('total_steps', 0, 'total_steps must be in [1, 2147483647]'),
+    ('total_steps', 2**31, 'total_steps must be in [1, 2147483647]'),
+    ('batch_size', 0, 'batch_size must be >= 1, got 0'),
+    ('batch_size', 2**31, 'batch_size must be <= 2147483647'),
+    ('g_batch_size', -1, 'g_batch_size must be >= 0'),
+    ('n_critic', 2**31, 'n_critic must be <= 2147483647'),
+    ('log_every_steps', 0, 'log_every_steps must be >= 1'),
+    ('checkpoint_every_steps', 0, 'checkpoint_every_steps must be >= 1'),
+    ('keep_checkpoints', 0, 'keep_checkpoints must be >= 1'),
+    ('eval_every_steps', -1, 'eval_every_steps must be >= 0 (0: off)'),
+    ('optim.d.lr', float('inf'), 'optim.d.lr must be finite, got inf'),
+    ('optim.g.lr', float('nan'), 'optim.g.lr must be >= 0, got nan'),
+    ('optim.g.eps', 0.0, 'optim.g.eps must be > 0'),
+    ('optim.d.b2', 1.0, 'optim.d.b1 and b2 must be in [0, 1)'),
+    ('lipschitz.clip_value', float('inf'), 'lipschitz.clip_value must be finite'),
+    ('lipschitz.gp_weight', -1.0, 'lipschitz.gp_weight must be >= 0'),
+    ('lipschitz.gp_target', float('nan'), 'lipschitz.gp_target must be >= 0 and finite'),
+    ('ema_decay', 1.0, 'ema_decay must be in [0, 1)'),
+    ('model.z_dim', 0, 'model.z_dim must be >= 1'),
+    ('model.mlp_hidden', 0, 'model.mlp_hidden must be >= 1'),
+    ('model.mlp_layers', 0, 'model.mlp_layers must be >= 1'),
+    ('model.g_ch', 0, 'model.g_ch must be >= 1'),
+    ('model.g_mlp_layers', -1, 'model.g_mlp_layers must be >= 0'),
+    ('eval.num_samples', 1, 'eval.num_samples must be >= 2'),
+    ('eval.num_images', 0, 'eval.num_images must be >= 1'),
+    ('conditional.acgan_g_weight', float('inf'), 'conditional.acgan_g_weight must be >= 0'),
+]
+
+
+@pytest.mark.parametrize('key,value,expected', RANGE_CASES,
+                         ids=[f'{k}={v}' for k, v, _ in RANGE_CASES])
+def test_validate_rejects_out_of_range_values(key, value, expected):
+  from wgan_jax import config_lib
+  from wgan_jax.errors import ConfigError
+  config = configs_loader.load('wgan_gp', 'gaussians8,smoke')
+  config_lib.validate(config)  # the unchanged config is valid
+  node = config
+  *parents, leaf = key.split('.')
+  for part in parents:
+    node = node[part]
+  with config.unlocked():
+    node[leaf] = value
+  with pytest.raises(ConfigError, match=re.escape(expected)):
+    config_lib.validate(config)
+
+
+def test_validate_allows_the_documented_zeros():
+  from wgan_jax import config_lib
+  config = configs_loader.load('wgan_gp', 'gaussians8,smoke', eval_every_steps=0,
+                               g_batch_size=0, seed=0, ema_decay=0.0,
+                               **{'evals.every_steps': 0, 'lipschitz.gp_weight': 0.0})
+  config_lib.validate(config)

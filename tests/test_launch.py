@@ -327,7 +327,7 @@ def test_slurm_bad_usage_exits_2_with_a_usage_line(args, env):
 
 
 # ---------------------------------------------------------------------------------- all scripts
-@pytest.mark.parametrize('script', ['tpu_pod.sh', 'gpu.sh', 'slurm.sbatch'])
+@pytest.mark.parametrize('script', ['tpu_pod.sh', 'gpu.sh', 'slurm.sbatch', 'local_multihost.sh'])
 def test_help_describes_the_script(script):
   proc = _run(script, '--help')
   assert proc.returncode == 0

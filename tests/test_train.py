@@ -66,3 +66,12 @@ def test_config_argument_dataset_names_match_the_registries():
   from wgan_jax.data import images, toy
   assert config_lib.TOY_DATASETS == tuple(toy.TOY_DATASETS)
   assert config_lib.IMAGE_DATASETS == tuple(images.IMAGE_DATASETS)
+
+
+def test_eval_every_steps_zero_turns_toy_evaluation_off(tmp_path):
+  config = configs_loader.load('wgan_gp', 'gaussians8,smoke', eval_every_steps=0)
+  last = train.train_and_evaluate(config, str(tmp_path))
+  records = _records(tmp_path)
+  assert [r['step'] for r in records] == [1, 2, 3, 4] and last['step'] == 4
+  assert not any(k.startswith('eval/') for r in records for k in r)
+  assert not os.path.exists(tmp_path / 'samples')

@@ -2,21 +2,38 @@
 
 Layout: <workdir>/checkpoints/<step>/{state, meta}. `state` is the whole GanState (both
 players' parameters and optimizer states, spectral-norm and batch-norm state, EMA weights,
-the step); `meta` is JSON: the config and the data position. The data position of a run is
-its step (batches are a pure function of (seed, step)) and so is its randomness
-(fold_in(seed, step)), so restoring the state resumes the run bit-exactly.
+the step); `meta` is JSON: the resolved config (`config`, the source of truth for resume
+checks and for sampling; <workdir>/config.json is a readable copy) and the data position.
+The data position of a run is its step (batches are a pure function of (seed, step)) and so
+is its randomness (fold_in(seed, step)), so restoring the state resumes the run bit-exactly.
 
-A save killed midway leaves `<step>.orbax-checkpoint-tmp-*`, which orbax never lists:
-resume always reads the latest complete checkpoint.
+Faults:
+  - A save killed midway leaves `<step>.orbax-checkpoint-tmp-*`, which orbax never lists:
+    resume always reads the latest complete checkpoint.
+  - A `<step>` folder that is not a complete checkpoint (empty, partial) is moved aside to
+    `<step>.broken-<time>` by `move_aside_incomplete` before a run starts saving, with one
+    warning line, so that it never counts toward keep_checkpoints nor blocks a save.
+  - A checkpoint whose data does not read (truncated array files, a deleted manifest or
+    metadata file) raises CheckpointError; resuming falls back to the newest one that reads.
+  - A full disk during a save raises DiskFull (one line: the workdir, the space needed).
 """
+import contextlib
+import json
+import logging
+import os
+import shutil
 import signal
-from typing import Any, Optional
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Iterable, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from wgan_jax import workdir as workdir_lib
-from wgan_jax.errors import WorkdirError
+from wgan_jax.errors import CheckpointError, DiskFull, WorkdirError, is_disk_full
 
 CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
@@ -50,14 +67,69 @@ def config_differences(saved: dict, current: dict) -> list[str]:
           and not any(k == h or (h.endswith('.') and k.startswith(h)) for h in HARMLESS_KEYS)]
 
 
+def warn(message: str) -> None:
+  """One warning line on stderr."""
+  print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
 def read_config(workdir: str) -> Optional[dict]:
-  return workdir_lib.read_json(workdir_lib.path(workdir, CONFIG_FILE))
+  """<workdir>/config.json, or None when there is none; CheckpointError (one line) when it
+  is empty or truncated."""
+  file = workdir_lib.path(workdir, CONFIG_FILE)
+  try:
+    return workdir_lib.read_json(file)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(
+        f'{str(file)!r} is empty or truncated ({e.msg}) and the checkpoints hold no copy of the '
+        f'config; restore the file, or use a new --workdir') from None
+
+
+def read_meta(workdir: str, step: int) -> dict:
+  """The JSON `meta` item of checkpoint `step` (config, data position), without orbax's
+  manager (nothing is created); CheckpointError when it is missing or does not parse."""
+  file = workdir_lib.path(workdir, CHECKPOINT_DIR, str(step), 'meta', 'metadata')
+  try:
+    meta = json.loads(file.read_text())
+  except FileNotFoundError:
+    raise CheckpointError(f'checkpoint {step} in {workdir!r} has no meta/metadata file') from None
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'checkpoint {step} in {workdir!r} has an unreadable meta/metadata '
+                          f'file ({type(e).__name__})') from None
+  if not isinstance(meta, dict):
+    raise CheckpointError(f'checkpoint {step} in {workdir!r} has a malformed meta/metadata file')
+  return meta
+
+
+def checkpoint_config(workdir: str, step: int) -> Optional[dict]:
+  """The config stored in checkpoint `step` (None for checkpoints saved before configs were
+  stored in them); CheckpointError when its meta item does not read."""
+  return read_meta(workdir, step).get('config')
+
+
+def saved_config(workdir: str, steps: Optional[Iterable[int]] = None) -> Optional[dict]:
+  """The run's config: the copy in the newest of `steps` (default: all complete checkpoints)
+  whose meta reads, else config.json (None if there is neither)."""
+  for step in sorted(all_steps(workdir) if steps is None else steps, reverse=True):
+    try:
+      config = checkpoint_config(workdir, step)
+    except CheckpointError:
+      continue
+    if config is not None:
+      return config
+  return read_config(workdir)
 
 
 def check_resumable(workdir: str, config_dict: dict) -> None:
-  """Raises WorkdirError if the workdir's checkpoints come from an incompatible config."""
-  saved = read_config(workdir)
-  if saved is None or latest_step(workdir) is None:
+  """Raises WorkdirError if the workdir's checkpoints come from an incompatible config.
+
+  The config stored in the checkpoints is the reference (config.json may be missing or
+  edited); checkpoints saved before configs were stored in them are checked against
+  config.json. Reads only: nothing is written.
+  """
+  if latest_step(workdir) is None:
+    return
+  saved = saved_config(workdir)
+  if saved is None:
     return
   diff = config_differences(saved, config_dict)
   if diff:
@@ -73,14 +145,43 @@ def _get(d: dict, dotted: str):
   return flatten_config(d).get(dotted, ADDED_KEYS.get(dotted, '<missing>'))
 
 
+def _step_dirs(workdir: str) -> dict:
+  """{step: folder} of every `checkpoints/<step>` folder, complete or not."""
+  directory = workdir_lib.path(workdir, CHECKPOINT_DIR)
+  if not directory.is_dir():
+    return {}
+  return {int(d.name): d for d in directory.iterdir() if d.name.isdigit()}
+
+
+def _is_complete(folder) -> bool:
+  return (folder / 'state').is_dir() and (folder / '_CHECKPOINT_METADATA').exists()
+
+
 def all_steps(workdir: str) -> list[int]:
   """The steps of the complete checkpoints, ascending (a save cut off midway has a
   `<step>.orbax-checkpoint-tmp-*` name and is not listed)."""
-  directory = workdir_lib.path(workdir, CHECKPOINT_DIR)
-  if not directory.is_dir():
-    return []
-  return sorted(int(d.name) for d in directory.iterdir() if d.name.isdigit()
-                and (d / 'state').is_dir() and (d / '_CHECKPOINT_METADATA').exists())
+  return sorted(step for step, d in _step_dirs(workdir).items() if _is_complete(d))
+
+
+def move_aside(workdir: str, step: int, message: str) -> str:
+  """Renames checkpoints/<step> to `<step>.broken-<time>` (which orbax never lists nor
+  counts) with one warning line, `message` and where it went; returns the new name."""
+  folder = workdir_lib.path(workdir, CHECKPOINT_DIR, str(step))
+  name = f'{step}.broken-{time.strftime("%Y%m%d-%H%M%S")}'
+  if (folder.parent / name).exists():
+    name = f'{name}-{os.getpid()}'
+  folder.rename(folder.parent / name)
+  warn(f'{message}; moved aside to {CHECKPOINT_DIR}/{name}')
+  return name
+
+
+def move_aside_incomplete(workdir: str) -> list[int]:
+  """Moves every `checkpoints/<step>` folder that is not a complete checkpoint (empty, or
+  missing its state or orbax's _CHECKPOINT_METADATA) aside; returns their steps."""
+  broken = sorted(step for step, d in _step_dirs(workdir).items() if not _is_complete(d))
+  for step in broken:
+    move_aside(workdir, step, f'checkpoint {step} in {workdir!r} is empty or incomplete')
+  return broken
 
 
 def latest_step(workdir: str) -> Optional[int]:
@@ -120,6 +221,7 @@ class Checkpointer:
   def __init__(self, workdir: str, *, every_steps: int, keep: int):
     self.workdir = workdir
     self.every_steps = every_steps
+    self._pending_bytes = 0  # size of the state being saved (for a full-disk message)
     self.manager = ocp.CheckpointManager(
         workdir_lib.path(workdir, CHECKPOINT_DIR).resolve(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -133,31 +235,166 @@ class Checkpointer:
       return False
     if self.manager.latest_step() == step:
       return False
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    with disk_full_as_one_line(self.workdir, self._pending_bytes):
+      self.manager.check_for_errors()  # an earlier async save that failed
+    self._pending_bytes = state_bytes(state)
+    with disk_full_as_one_line(self.workdir, self._pending_bytes):
+      return self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
   def restore(self, step: int, abstract_state):
     """The GanState saved at `step`, placed as `abstract_state` (ShapeDtypeStructs with
     shardings) says: a checkpoint saved on another device count or strategy restores onto
-    this one. Raises WorkdirError for a checkpoint of another model."""
-    metadata = self.manager.item_metadata(step)['state']
+    this one. Raises WorkdirError for a checkpoint of another model, CheckpointError for
+    one whose files do not read (truncated, missing)."""
+    with _quiet_stderr():
+      try:
+        metadata = self.manager.item_metadata(step)['state']
+      except Exception as e:  # pylint: disable=broad-except  (tensorstore: ValueError)
+        raise CheckpointError(f'checkpoint {step} in {self.workdir!r} does not read '
+                              f'({_read_error(e)})') from None
     tree = getattr(metadata, 'tree', metadata)
+    if not tree:
+      raise CheckpointError(f'checkpoint {step} in {self.workdir!r} does not read (its '
+                            f'state/_METADATA file is missing or empty)')
     mismatches = tree_mismatches(tree, abstract_state)
     if mismatches:
       raise WorkdirError(
           f'checkpoint {step} in {self.workdir!r} does not fit this model '
           f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}); '
           f'use a new --workdir or the config it was saved with')
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    with _quiet_stderr():
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(f'checkpoint {step} in {self.workdir!r} does not read '
+                              f'({_read_error(e)})') from None
     return restored.state, restored.meta
 
+  def restore_newest(self, abstract_state, *, on_skip: Callable[[int, str], None]):
+    """(state, meta, step) of the newest checkpoint that reads and holds only finite values,
+    or None when none does; `on_skip(step, reason)` is called for each one passed over
+    (newest first). A checkpoint of another model raises WorkdirError (no fallback)."""
+    for step in reversed(self.manager.all_steps()):
+      try:
+        state, meta = self.restore(step, abstract_state)
+      except CheckpointError as e:
+        on_skip(step, str(e))
+        continue
+      bad = nonfinite_leaves(state)
+      if bad:
+        on_skip(step, f'checkpoint {step} in {self.workdir!r} holds NaN or infinite values '
+                      f'({bad[0]})')
+        continue
+      return state, meta, step
+    return None
+
+  def reload(self) -> None:
+    """Re-reads the checkpoint folder (after checkpoints were moved aside)."""
+    self.manager.reload()
+
+  def latest_step(self) -> Optional[int]:
+    return self.manager.latest_step()
+
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with disk_full_as_one_line(self.workdir, self._pending_bytes):
+      self.manager.wait_until_finished()
+      self.manager.check_for_errors()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.wait()
+    except BaseException:
+      with contextlib.suppress(Exception):  # the same failure again: report the first
+        self.manager.close()
+      raise
     self.manager.close()
+
+
+def nonfinite_leaves(state) -> list[str]:
+  """The paths of the floating leaves of `state` that hold a NaN or an infinity."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(state))
+  return [_path_str(path) for path, leaf in leaves
+          if leaf is not None and np.issubdtype(np.asarray(leaf).dtype, np.inexact)
+          and not np.all(np.isfinite(leaf))]
+
+
+def state_bytes(state) -> int:
+  """Bytes of the arrays of `state` (about what a checkpoint of it takes on disk)."""
+  return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize
+                 for x in jax.tree.leaves(state) if hasattr(x, 'shape')))
+
+
+def format_bytes(n: float) -> str:
+  """1536 -> '1.5 KB'."""
+  for unit in ('B', 'KB', 'MB', 'GB', 'TB'):
+    if n < 1024:
+      return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+    n /= 1024
+  return f'{n:.1f} PB'
+
+
+def disk_full_message(workdir: str, needed: int) -> str:
+  free = ''
+  if not workdir_lib.is_remote(workdir):
+    with contextlib.suppress(OSError):
+      free = f', {format_bytes(shutil.disk_usage(workdir).free)} free'
+  return (f'no space left on device while writing to workdir {workdir!r}: a checkpoint needs '
+          f'about {format_bytes(needed)}{free}; earlier checkpoints are intact, free some '
+          f'space (or lower keep_checkpoints) and rerun the same command to resume')
+
+
+@contextlib.contextmanager
+def disk_full_as_one_line(workdir: str, needed: int):
+  """Turns a full-disk error raised inside the block into DiskFull (one line)."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if is_disk_full(e):
+      raise DiskFull(disk_full_message(workdir, needed)) from None
+    raise
+
+
+def _read_error(error: BaseException) -> str:
+  """A short reason for a checkpoint that does not read (tensorstore's text is long)."""
+  text = str(error)
+  if isinstance(error, FileNotFoundError) or 'NOT_FOUND' in text:
+    return 'a file of it is missing (manifest, metadata or array data)'
+  if any(code in text for code in ('OUT_OF_RANGE', 'DATA_LOSS', 'Byte range', 'truncated')):
+    return 'an array file is truncated or corrupt'
+  first = text.splitlines()[0] if text else type(error).__name__
+  return first[:120]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+  """Keeps what tensorstore's threads print while a broken checkpoint fails to read
+  (asyncio 'Event loop is closed' tracebacks) off the terminal: the caller reports the
+  failure in one line."""
+  try:
+    fd = sys.stderr.fileno()
+  except (AttributeError, OSError, ValueError):
+    fd = 2
+  sys.stderr.flush()
+  saved = os.dup(fd)
+  sink = tempfile.TemporaryFile()
+  os.dup2(sink.fileno(), fd)
+  failed = False
+  try:
+    yield
+  except BaseException:
+    failed = True
+    raise
+  finally:
+    if failed:
+      time.sleep(0.5)  # the reads still in flight fail (and print) after the first error
+      # ... and asyncio logs their futures' errors when they are collected, later.
+      logging.getLogger('asyncio').setLevel(logging.CRITICAL)
+    sys.stderr.flush()
+    os.dup2(saved, fd)
+    os.close(saved)
+    sink.close()
 
 
 def abstract_like(state) -> Any:
@@ -167,22 +404,38 @@ def abstract_like(state) -> Any:
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM (a preemption notice) into a flag the train loop checks each step."""
+  """Turns SIGTERM (a preemption notice) and SIGINT (Ctrl-C) into a flag the train loop
+  checks after each step (it then saves and stops). A second SIGINT ends the process at
+  once with status 130, even mid-save: the save in flight stays a `*.orbax-checkpoint-tmp-*`
+  folder that resume ignores, so the previous checkpoint is what the next run reads.
+
+  requested: the number of the first signal received, else 0.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.requested = 0
+    self._previous = {}
+
+  def _handler(self, signum, frame):
+    del frame
+    if self.requested and signum == signal.SIGINT:
+      print('error: interrupted again (second Ctrl-C): stopped without saving; the previous '
+            'checkpoint is intact, rerun the same command to resume from it', file=sys.stderr,
+            flush=True)
+      os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
+    self.requested = self.requested or signum
 
   def __enter__(self):
-    def handler(signum, frame):
-      del signum, frame
-      self.requested = True
-    try:
-      self._previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: no handler, no preemption saves
-      self._previous = None
+    for signum in self.SIGNALS:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handler)
+      except ValueError:  # not the main thread: no handler, no preemption saves
+        pass
     return self
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

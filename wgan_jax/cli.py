@@ -1,4 +1,5 @@
 """Command-line plumbing shared by the entry points: flags -> config, one-line errors."""
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -6,7 +7,7 @@ from absl import flags
 from ml_collections import config_dict
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-from wgan_jax.errors import UserError
+from wgan_jax.errors import DiskFull, Fault, UserError, is_disk_full
 
 
 def _bad_override(argv: Sequence[str], config) -> str:
@@ -40,7 +41,9 @@ def parse_flags(argv: Sequence[str]) -> list:
     # ml_collections raises bare exceptions (AttributeError, KeyError) for unknown keys.
     spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
     message = ''
-    if spec is not None:
+    if spec is not None and not os.path.isfile(spec.split(':', 1)[0]):
+      message = missing_config_file(spec.split(':', 1)[0])
+    elif spec is not None:
       try:
         message = _bad_override(argv, _load_config_file(spec))
       except UserError as user_error:
@@ -48,6 +51,26 @@ def parse_flags(argv: Sequence[str]) -> list:
       except Exception:  # pylint: disable=broad-except
         message = ''
     fail(message or f'bad command line: {type(e).__name__}: {e}')
+
+
+def missing_config_file(filename: str) -> str:
+  return (f'cannot load config file {filename!r} (no such file); pass '
+          f'--config=configs/<file>.py[:arg], e.g. configs/wgan_gp.py')
+
+
+def _not_orbax(record) -> bool:
+  return f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+def quiet_logs() -> None:
+  """Library log lines off unless --verbosity is given: absl logging at ERROR, and none from
+  orbax, which logs each failure (full disk, unreadable checkpoint) that it then raises and
+  the run reports in one line."""
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  if flags.FLAGS['verbosity'].present:
+    return
+  logging.set_verbosity(logging.ERROR)
+  logging.get_absl_handler().addFilter(_not_orbax)
 
 
 def fail(message: str, code: int = 2):
@@ -68,14 +91,35 @@ def config_from_flag(holder) -> config_dict.ConfigDict:
       fail(str(e))
     except Exception:  # pylint: disable=broad-except
       filename = flags.FLAGS['config'].config_filename
+      if not os.path.isfile(filename):
+        fail(missing_config_file(filename))
       fail(f'cannot load config file {filename!r} (no such file or it does not define '
            f'get_config); pass --config=configs/<file>.py[:arg], e.g. configs/wgan_gp.py')
   return value
 
 
-def run_user_errors(fn: Callable[[], object]) -> object:
-  """Runs fn; a UserError becomes its one line on stderr and exit code 2."""
+def run_user_errors(fn: Callable[[], object], *, workdir: str = '') -> object:
+  """Runs fn; a UserError becomes its one line on stderr and exit code 2, a Fault its line
+  and its exit code, Ctrl-C one line and 130, a full disk one line and DiskFull's code."""
   try:
     return fn()
   except UserError as e:
     fail(str(e))
+  except DiskFull as e:
+    # Orbax's background save threads may still be failing: leave without waiting for them
+    # (and their shutdown tracebacks); the earlier checkpoints are complete on disk.
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(e.exit_code)  # pylint: disable=protected-access
+  except Fault as e:
+    fail(str(e), code=e.exit_code)
+  except KeyboardInterrupt:
+    fail('interrupted (Ctrl-C)', code=130)
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_disk_full(e):
+      raise
+    where = f' while writing to workdir {workdir!r}' if workdir else ''
+    print(f'error: no space left on device{where} ({getattr(e, "filename", None) or e}); '
+          f'free some space and rerun the same command', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(DiskFull.exit_code)  # pylint: disable=protected-access

@@ -9,6 +9,7 @@ colon in `--config=configs/sngan.py:ARG` is a comma-separated list of tokens:
   key=value         file-specific settings (e.g. `setting=C`)
 """
 import dataclasses
+import math
 from typing import Iterable, Optional
 
 import ml_collections
@@ -190,6 +191,13 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.checkpoint_every_steps = 2
 
 
+INT32_MAX = 2**31 - 1
+
+
+def _finite(value) -> bool:
+  return math.isfinite(value)
+
+
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ConfigError(message)
@@ -207,35 +215,57 @@ def validate(c: ml_collections.ConfigDict) -> None:
   is written.
   """
   _check_name(c.parallel.strategy, STRATEGIES, 'parallel.strategy')
+  # The step counter, PRNG seeds and labels are int32 on the device.
+  _check(0 <= c.seed <= INT32_MAX, f'seed must be in [0, {INT32_MAX}], got {c.seed}')
+  _check(1 <= c.total_steps <= INT32_MAX,
+         f'total_steps must be in [1, {INT32_MAX}] (the step counter is int32), got '
+         f'{c.total_steps}')
   for player in ('g', 'd'):
     o = c.optim[player]
     _check(o.lr >= 0, f'optim.{player}.lr must be >= 0, got {o.lr}')
+    _check(_finite(o.lr), f'optim.{player}.lr must be finite, got {o.lr}')
     _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1,
            f'optim.{player}.b1 and b2 must be in [0, 1), got {o.b1}, {o.b2}')
-    _check(o.eps > 0, f'optim.{player}.eps must be > 0, got {o.eps}')
-  for key in ('total_steps', 'batch_size', 'n_critic', 'log_every_steps',
-              'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
+    _check(_finite(o.eps) and o.eps > 0, f'optim.{player}.eps must be > 0 and finite, got '
+                                          f'{o.eps}')
+  for key in ('batch_size', 'n_critic', 'log_every_steps', 'checkpoint_every_steps',
+              'keep_checkpoints'):
     _check(c[key] >= 1, f'{key} must be >= 1, got {c[key]}')
+  _check(c.eval_every_steps >= 0,
+         f'eval_every_steps must be >= 0 (0: off), got {c.eval_every_steps}')
   _check(c.g_batch_size >= 0, f'g_batch_size must be >= 0 (0: batch_size), got {c.g_batch_size}')
   for key in ('n_critic_warmup', 'n_critic_warmup_steps', 'n_critic_warmup_every'):
-    _check(c.get(key, 0) >= 0, f'{key} must be >= 0 (n_critic_warmup 0: no warm-up), '
-                               f'got {c.get(key)}')
+    _check(0 <= c.get(key, 0) <= INT32_MAX, f'{key} must be in [0, {INT32_MAX}] '
+                                            f'(n_critic_warmup 0: no warm-up), got {c.get(key)}')
+  for key in ('batch_size', 'g_batch_size', 'n_critic', 'log_every_steps', 'eval_every_steps',
+              'checkpoint_every_steps', 'keep_checkpoints'):
+    _check(c[key] <= INT32_MAX, f'{key} must be <= {INT32_MAX}, got {c[key]}')
   _check(c.lipschitz.clip_value > 0,
          f'lipschitz.clip_value must be > 0, got {c.lipschitz.clip_value}')
-  _check(c.lipschitz.gp_weight >= 0,
-         f'lipschitz.gp_weight must be >= 0, got {c.lipschitz.gp_weight}')
-  _check(c.lipschitz.r1_gamma >= 0,
-         f'lipschitz.r1_gamma must be >= 0, got {c.lipschitz.r1_gamma}')
+  _check(_finite(c.lipschitz.clip_value),
+         f'lipschitz.clip_value must be finite, got {c.lipschitz.clip_value}')
+  for key in ('gp_weight', 'gp_target', 'r1_gamma'):
+    value = c.lipschitz.get(key, 0.0)
+    _check(_finite(value) and value >= 0,
+           f'lipschitz.{key} must be >= 0 and finite, got {value}')
   _check(0 <= c.ema_decay < 1, f'ema_decay must be in [0, 1) (0 disables), got {c.ema_decay}')
   _check(c.model.z_dim >= 1, f'model.z_dim must be >= 1, got {c.model.z_dim}')
+  for key in ('g_ch', 'd_ch', 'mlp_hidden', 'mlp_layers'):
+    if key in c.model:
+      _check(c.model[key] >= 1, f'model.{key} must be >= 1, got {c.model[key]}')
+  if 'g_mlp_layers' in c.model:
+    _check(c.model.g_mlp_layers >= 0,
+           f'model.g_mlp_layers must be >= 0 (0: as the critic), got {c.model.g_mlp_layers}')
   _check(c.eval.num_samples >= 2, f'eval.num_samples must be >= 2, got {c.eval.num_samples}')
+  _check(c.eval.num_images >= 1, f'eval.num_images must be >= 1, got {c.eval.num_images}')
   cond = c.get('conditional')
   if cond is not None:
     _check_name(cond.method, CONDITIONAL_METHODS, 'conditional.method')
     _check(cond.num_classes >= 0,
            f'conditional.num_classes must be >= 0 (0: the dataset\'s), got {cond.num_classes}')
     for key in ('acgan_d_weight', 'acgan_g_weight'):
-      _check(cond[key] >= 0, f'conditional.{key} must be >= 0, got {cond[key]}')
+      _check(_finite(cond[key]) and cond[key] >= 0,
+             f'conditional.{key} must be >= 0 and finite, got {cond[key]}')
   if c.lipschitz.method == 'spectral':
     _check(c.model.d_norm in ('none', 'spectral'),
            f'lipschitz.method spectral normalises the critic; model.d_norm must be none or '

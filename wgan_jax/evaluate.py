@@ -107,15 +107,14 @@ def evaluate_workdir(workdir: str, step: Optional[int] = None, *, data_dir: str 
 
 def main(argv) -> None:
   del argv
-  from absl import flags, logging  # pylint: disable=import-outside-toplevel
+  from absl import flags  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  if not f['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
+  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   if not f.workdir:
     cli.fail('--workdir is required, e.g. --workdir=runs/sngan_cifar10')
   overrides = {k: f[k].value for k in OVERRIDES if f[k].present}
   scores = cli.run_user_errors(lambda: evaluate_workdir(f.workdir, f.step, data_dir=f.data_dir,
-                                                        **overrides))
+                                                        **overrides), workdir=f.workdir)
   print(json.dumps(scores, sort_keys=True))
 
 

@@ -1,8 +1,11 @@
 """python -m wgan_jax.sample --workdir=DIR [--step=N] --num_samples=N --seed=S --out=FILE
 
 Writes samples of a checkpoint's generator (its EMA weights where the run kept them):
-`.npy` is the raw float32 array [N, ...]; `.png` an image grid, or for 2-D data a scatter
-plot. The same checkpoint, seed and count give byte-identical files.
+`.npy` is the raw float32 array [N, ...], generated in chunks of BATCH and streamed to disk
+(any N that fits on the disk); `.png` an image grid, or for 2-D data a scatter plot (held
+in memory). The same checkpoint, seed and count give byte-identical files; sample i has the
+same noise for every N > i (chunk c draws its noise from fold_in(PRNGKey(seed), c)). The output
+path and the size are checked before the model is loaded.
 
 Class-conditional runs take --labels: a class (`3`), a comma list (`0,3,7`: the samples
 cycle through it), or `all` (--num_samples per class, an image grid with one row per class);
@@ -10,8 +13,9 @@ toy scatter plots colour the samples by requested class. Without --labels a cond
 cycles through all classes.
 """
 import os
+from typing import Optional
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from wgan_jax import cli
 
@@ -59,9 +63,10 @@ def parse_labels(spec, *, num_classes: int, num_samples: int):
   return np.resize(np.array(classes, np.int32), num_samples)
 
 
-def generate(run, state, *, num_samples: int, seed: int, labels=None):
-  """[n, ...] float32 samples for z ~ N(0, I) drawn from PRNGKey(seed); conditional runs
-  take labels int [n] (n = len(labels), else num_samples)."""
+def generate_chunks(run, state, *, num_samples: int, seed: int, labels=None):
+  """Yields float32 sample chunks [<= BATCH, ...] (n in all: len(labels), else num_samples):
+  chunk c from z ~ N(0, I) drawn from fold_in(PRNGKey(seed), c); conditional runs take
+  labels int [n]."""
   import jax
   import numpy as np
 
@@ -69,12 +74,98 @@ def generate(run, state, *, num_samples: int, seed: int, labels=None):
   from wgan_jax.state import sampling_params
 
   n = num_samples if labels is None else len(labels)
-  z = step_lib.sample_z(jax.random.PRNGKey(seed), n, run.models.z_dim)
+  key = jax.random.PRNGKey(seed)
   sample = run.sample_fn()
   params = sampling_params(state)
-  extra = (lambda i: ()) if labels is None else (lambda i: (labels[i:i + BATCH],))
-  return np.concatenate([np.asarray(sample(params, state.g_state, z[i:i + BATCH], *extra(i)))
-                         for i in range(0, n, BATCH)])
+  for c, i in enumerate(range(0, n, BATCH)):
+    m = min(BATCH, n - i)
+    z = step_lib.sample_z(jax.random.fold_in(key, c), BATCH, run.models.z_dim)[:m]
+    extra = () if labels is None else (labels[i:i + m],)
+    yield np.asarray(sample(params, state.g_state, z, *extra))
+
+
+def generate(run, state, *, num_samples: int, seed: int, labels=None):
+  """[n, ...] float32 samples of `generate_chunks`, in memory."""
+  import numpy as np
+  return np.concatenate(list(generate_chunks(run, state, num_samples=num_samples, seed=seed,
+                                             labels=labels)))
+
+
+def stream_npy(path: str, chunks, *, shape: tuple) -> None:
+  """Writes the float32 chunks (shape[0] rows in all) to `path` as one .npy, chunk by chunk
+  (through `path`.tmp, renamed when complete)."""
+  import numpy as np
+  tmp = path + '.tmp'
+  out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float32, shape=shape)
+  try:
+    i = 0
+    for chunk in chunks:
+      out[i:i + len(chunk)] = chunk
+      i += len(chunk)
+    out.flush()
+  except BaseException:
+    del out
+    os.remove(tmp)
+    raise
+  del out
+  os.replace(tmp, path)
+
+
+def check_out_path(path: str) -> None:
+  """UserError (one line) when --out cannot be written: a folder, a missing or read-only
+  parent folder."""
+  from wgan_jax.errors import UserError
+  parent = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise UserError(f'--out={path!r} is an existing folder; pass a file path ending in '
+                    f'{" or ".join(FORMATS)}')
+  if not os.path.isdir(parent):
+    raise UserError(f'--out={path!r}: folder {parent!r} does not exist; create it first or '
+                    f'pass another --out')
+  if not os.access(parent, os.W_OK):
+    raise UserError(f'--out={path!r}: folder {parent!r} is not writable; pass another --out')
+
+
+def available_memory() -> int:
+  """Bytes of memory free now (physical pages available)."""
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def check_size(path: str, *, count: int, example_shape: tuple) -> None:
+  """UserError (one line) when `count` float32 examples of `example_shape` do not fit: on
+  the disk for .npy (streamed), in memory for .png (a plot of all of them)."""
+  import shutil
+
+  import numpy as np
+
+  from wgan_jax.checkpoint import format_bytes as _format_bytes
+  from wgan_jax.errors import UserError
+  needed = count * int(np.prod(example_shape)) * 4
+  if path.endswith('.npy'):
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if needed > free:
+      raise UserError(f'--num_samples: {count} samples need {_format_bytes(needed)} in '
+                      f'{path!r} but only {_format_bytes(free)} is free there; ask for fewer')
+  elif 4 * needed > available_memory():  # the samples, the grid / plot, copies
+    raise UserError(f'--num_samples: a .png of {count} samples needs about '
+                    f'{_format_bytes(4 * needed)} of memory, {_format_bytes(available_memory())} '
+                    f'is available; ask for fewer or write a .npy (streamed to disk)')
+
+
+def planned_count(workdir: str, *, num_samples: int, labels_spec) -> Optional[tuple]:
+  """(count, example_shape) of a sample run, from the config stored in the workdir (None
+  when there is none: loading reports that)."""
+  import ml_collections
+
+  from wgan_jax import checkpoint, config_lib, data
+  saved = checkpoint.saved_config(workdir)
+  if saved is None:
+    return None
+  config = ml_collections.ConfigDict(saved)
+  name = config.data.name
+  classes = config_lib.num_classes(config, data.num_classes(name))
+  count = num_samples * classes if (labels_spec == 'all' and classes) else num_samples
+  return count, tuple(data.data_shape(name))
 
 
 def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=None,
@@ -92,26 +183,37 @@ def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=N
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
+  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   if not _WORKDIR.value or not _OUT.value:
     cli.fail('--workdir and --out are required, e.g. --workdir=runs/quickstart --out=s.png')
   if os.path.splitext(_OUT.value)[1] not in FORMATS:
     cli.fail(f'--out must end in {" or ".join(FORMATS)}, got {_OUT.value!r}')
   if _NUM_SAMPLES.value < 1:
     cli.fail(f'--num_samples must be >= 1, got {_NUM_SAMPLES.value}')
-  from wgan_jax import train
+  if not 0 <= _SEED.value < 2**32:
+    cli.fail(f'--seed must be in [0, 2**32), got {_SEED.value}')
+  out = _OUT.value
 
   def sample():
+    check_out_path(out)  # before anything is loaded
+    plan = planned_count(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
+                         labels_spec=_LABELS.value)
+    if plan is not None:
+      check_size(out, count=plan[0], example_shape=plan[1])
+    from wgan_jax import train  # pylint: disable=import-outside-toplevel
     run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
     labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
                           num_samples=_NUM_SAMPLES.value)
-    samples = generate(run, state, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
-                       labels=labels)
-    write_samples(_OUT.value, samples, is_toy=run.is_toy, labels=labels,
-                  ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
-                  title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
-    print(f'wrote {len(samples)} samples of step {step} to {_OUT.value}')
+    n = _NUM_SAMPLES.value if labels is None else len(labels)
+    if out.endswith('.npy'):
+      stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
+                                      labels=labels), shape=(n,) + tuple(run.data_shape))
+    else:
+      samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
+      write_samples(out, samples, is_toy=run.is_toy, labels=labels,
+                    ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
+                    title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
+    print(f'wrote {n} samples of step {step} to {out}')
 
   cli.run_user_errors(sample)
 

@@ -144,6 +144,13 @@ def _sigma_metrics(d_state) -> Metrics:
           if 'sigma' in leaves}
 
 
+def all_finite(tree) -> jax.Array:
+  """1.0 when no floating leaf of `tree` holds a NaN or an infinity, else 0.0 (float32 [])."""
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1.0)
+
+
 def ema_update(ema, params, decay: float):
   """ema <- decay * ema + (1 - decay) * params."""
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
@@ -240,7 +247,8 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     cfg: StepConfig.
   Returns:
     train_step(state, batch) -> (new state, metrics): metrics are scalars; the critic's
-    are means over the n_critic updates.
+    are means over the n_critic updates; `all_finite` is 1.0 when the metrics and the new
+    state hold no NaN or infinity, else 0.0.
   """
   g_apply, d_apply = models.g.apply, models.d.apply
   num_classes, head = models.num_classes, models.critic_head
@@ -325,6 +333,9 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
     metrics.update(g_metrics)
     metrics.update(_sigma_metrics(carry.d_state))
+    # Divergence check, fetched with the logged metrics (no extra host sync): losses,
+    # gradient norms and every parameter / optimizer / model-state leaf of the new state.
+    metrics['all_finite'] = all_finite((metrics, new_state))
     return new_state, metrics
 
   return train_step

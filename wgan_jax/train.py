@@ -1,4 +1,5 @@
 """Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
+import signal
 from typing import Optional
 
 import jax
@@ -9,7 +10,7 @@ from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, par
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax import workdir as workdir_lib
-from wgan_jax.errors import WorkdirError
+from wgan_jax.errors import CheckpointError, Diverged, Fault, WorkdirError
 from wgan_jax.eval import image_eval, toy as toy_eval
 from wgan_jax.metrics_writer import MetricWriter
 from wgan_jax.state import GanState, sampling_params
@@ -175,31 +176,83 @@ class Evaluator:
     return scores
 
 
+FINITE_KEY = 'all_finite'  # the step's finiteness flag (wgan_jax.step), checked, not logged
+
+
 def _to_host(metrics) -> dict:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-class Preempted(Exception):
-  """SIGTERM arrived; the state of `step` was saved before stopping."""
+class Preempted(Fault):
+  """SIGTERM or SIGINT arrived; the state of `step` was saved before stopping.
+  exit_code: 128 + the signal's number (143 for SIGTERM, 130 for SIGINT)."""
 
-  def __init__(self, step: int):
-    super().__init__(f'preempted (SIGTERM) after step {step}; checkpoint saved, rerun the '
-                     f'same command to resume')
+  def __init__(self, step: int, signum: int = signal.SIGTERM):
+    what = ('interrupted (SIGINT, Ctrl-C)' if signum == signal.SIGINT
+            else f'preempted ({signal.Signals(signum).name})')
+    super().__init__(f'{what} after step {step}; checkpoint saved, rerun the same command to '
+                     f'resume')
     self.step = step
+    self.exit_code = 128 + int(signum)
 
 
 def _every(step: int, every: int, total: int) -> bool:
-  return step % every == 0 or step == total
+  """Whether `step` is due (every `every` steps and the last step); every = 0: never."""
+  return every > 0 and (step % every == 0 or step == total)
 
 
-def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer) -> GanState:
-  """The latest complete checkpoint of the workdir, else a fresh state."""
+def _sync_processes(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
+def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
+                    is_chief: bool = True) -> GanState:
+  """The newest checkpoint of the workdir that reads, else a fresh state.
+
+  Checkpoints that do not read (truncated or missing files, NaN / inf values) are skipped
+  with one warning line each and moved aside (`<step>.broken-<time>`), so they neither count
+  toward keep_checkpoints nor block the save of their step later.
+  """
   state = run.init_state()
-  latest = checkpoint.latest_step(workdir)
-  if latest is None:
+  if ckpt.latest_step() is None:
     return state
-  restored, _ = ckpt.restore(latest, checkpoint.abstract_like(state))
-  return restored
+  skipped = []
+
+  def skip(step: int, reason: str) -> None:
+    skipped.append(step)
+    if is_chief:
+      checkpoint.move_aside(workdir, step, f'skipped {reason} (resuming from the newest one '
+                                           f'that reads)')
+
+  found = ckpt.restore_newest(checkpoint.abstract_like(state), on_skip=skip)
+  if skipped:
+    _sync_processes('wgan_jax.restore_or_init')
+    ckpt.reload()
+  if found is None:
+    if is_chief:
+      checkpoint.warn(f'no checkpoint of {workdir!r} reads; starting from step 0')
+    return state
+  return found[0]
+
+
+def _nonfinite_message(step: int, record: dict, state, workdir: str, last_saved) -> str:
+  """One line: what became NaN / inf at `step`, the last finite checkpoint, the fix."""
+  first = ('d_loss', 'g_loss', 'd_grad_norm', 'g_grad_norm')
+  bad = sorted((k for k, v in record.items() if k != FINITE_KEY and not np.isfinite(v)),
+               key=lambda k: (k not in first, first.index(k) if k in first else 0, k))
+  if bad:
+    what = ', '.join(f'{k}={record[k]}' for k in bad[:3]) + (
+        f' (and {len(bad) - 3} more metrics)' if len(bad) > 3 else '')
+  else:
+    leaves = checkpoint.nonfinite_leaves(state)
+    what = f'parameter {leaves[0]}' if leaves else 'the state'
+  saved = (f'the last checkpoint, step {last_saved}, is finite' if last_saved is not None
+           else 'no checkpoint was written')
+  return (f'training diverged at step {step}: {what} not finite; stopped without saving it, '
+          f'{saved} ({workdir!r}); lower the learning rates (optim.g.lr, optim.d.lr) or '
+          f'change the Lipschitz method, in a new --workdir')
 
 
 def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None) -> dict:
@@ -213,9 +266,16 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   image_eval.validate(config, is_toy=run.is_toy)  # missing weights / stats: before any write
   checkpoint.check_resumable(workdir, config.to_dict())  # before anything is written
   workdir_lib.prepare(workdir)
+  if is_chief:
+    checkpoint.move_aside_incomplete(workdir)  # never counted by the manager below
+  _sync_processes('wgan_jax.move_aside_incomplete')
   ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
                                  keep=config.keep_checkpoints)
-  state = restore_or_init(run, workdir, ckpt)
+  try:
+    state = restore_or_init(run, workdir, ckpt, is_chief)
+  except BaseException:
+    ckpt.close()
+    raise
   start = int(state.step)
   if is_chief:
     workdir_lib.write_json(workdir_lib.path(workdir, checkpoint.CONFIG_FILE), config.to_dict())
@@ -224,8 +284,10 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   try:
     return _loop(run, state, start, ckpt, writer, workdir, is_chief)
   finally:
-    ckpt.close()
-    writer.close()
+    try:
+      ckpt.close()
+    finally:
+      writer.close()
 
 
 def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief) -> dict:
@@ -239,22 +301,38 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
   batch = run.batch(start) if start < total else None
   device_state = strategy.to_device(state)
   writer.start(start)
+  config_dict = config.to_dict()
+
+  def check_finite(step: int, record: dict, device_state) -> dict:
+    """`record` without the flag; Diverged (one line) when the step was not finite."""
+    record = dict(record)
+    if record.pop(FINITE_KEY, 1.0) != 1.0:
+      if record:
+        writer.write(step, record)  # the non-finite values, for the post-mortem
+      ckpt.wait()
+      raise Diverged(_nonfinite_message(step, record, strategy.to_canonical(device_state),
+                                        workdir, ckpt.latest_step()))
+    return record
+
   with checkpoint.PreemptionWatcher() as watcher:
     for step in range(start, total):
       device_state, metrics = train_step_at(step)(device_state, batch)
       done = step + 1
-      if pending is not None:
-        last = writer.write(pending[0], _to_host(pending[1]))
+      if pending is not None:  # the previous logged step's metrics, ready by now
+        last = writer.write(pending[0], check_finite(pending[0], _to_host(pending[1]),
+                                                     device_state))
         pending = None
       if done < total:
         batch = run.batch(done)  # overlaps with the step running on the device
       if _every(done, config.log_every_steps, total):
         pending = (done, strategy.metrics(metrics))
       is_eval = _every(done, config.eval_every_steps, total) or evaluator.scores_due(done)
-      is_save = _every(done, config.checkpoint_every_steps, total) or watcher.requested
-      if is_eval or is_save:  # a synchronous moment anyway: log now, before saving
+      stop = watcher.requested  # read once: a signal arriving later is handled next step
+      is_save = _every(done, config.checkpoint_every_steps, total) or bool(stop)
+      if is_eval or is_save:  # a synchronous moment anyway: check, log, then save
+        current = check_finite(done, _to_host(strategy.metrics(metrics)), device_state)
         state = strategy.to_canonical(device_state)
-        record = _to_host(pending[1]) if pending is not None else {}
+        record = current if pending is not None else {}
         if is_eval and is_chief:
           record.update(evaluator(state, done, write_images=True))
         if record:
@@ -263,36 +341,70 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
       if is_save:
         ckpt.save(done, state, {'step': done, 'data_position': done,
                                 'device_count': jax.device_count(),
-                                'strategy': strategy.name}, force=True)
-      if watcher.requested:
+                                'strategy': strategy.name, 'config': config_dict}, force=True)
+      if stop:
         ckpt.wait()
-        raise Preempted(done)
+        raise Preempted(done, stop)
   return last
 
 
 def load_for_inference(workdir: str, step: Optional[int] = None):
   """(run, state, step) of a workdir's checkpoint (the latest, or `step`), no data opened.
 
-  Raises WorkdirError when the workdir has no config.json or no such checkpoint.
+  The config is the one stored in the checkpoint (config.json for checkpoints saved before
+  configs were stored in them). Without `step`, a checkpoint that does not read is skipped
+  with one warning line for the newest one that does.
+
+  Raises WorkdirError when the workdir has no such checkpoint, CheckpointError when it
+  does not read (`step` given, or none reads) or holds NaN / inf values.
   """
-  saved = checkpoint.read_config(workdir)
-  if saved is None:
-    raise WorkdirError(f'{workdir!r} has no {checkpoint.CONFIG_FILE}; pass the --workdir of a '
-                       f'training run')
   steps = checkpoint.all_steps(workdir)
   if not steps:
+    if not workdir_lib.path(workdir, checkpoint.CONFIG_FILE).exists():
+      raise WorkdirError(f'{workdir!r} has no {checkpoint.CONFIG_FILE}; pass the --workdir of '
+                         f'a training run')
     raise WorkdirError(f'{workdir!r} has no complete checkpoint yet; train longer or pass '
                        f'another --workdir')
-  step = steps[-1] if step is None else step
-  if step not in steps:
+  if step is not None and step not in steps:
     raise WorkdirError(f'{workdir!r} has no checkpoint at step {step}; available: '
                        f'{", ".join(map(str, steps))}')
-  config = ml_collections.ConfigDict(saved)
-  config.parallel.strategy = 'single'  # inference is local, on any device count
-  run = Run(config, open_data=False)
+  candidates = [step] if step is not None else steps[::-1]
   ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=len(steps))
+  runs = {}
   try:
-    state, _ = ckpt.restore(step, checkpoint.abstract_like(run.init_state()))
+    for candidate in candidates:
+      try:
+        saved = checkpoint.checkpoint_config(workdir, candidate)
+        if saved is None:
+          saved = checkpoint.read_config(workdir)
+        if saved is None:
+          raise CheckpointError(f'checkpoint {candidate} in {workdir!r} holds no config and '
+                                f'there is no {checkpoint.CONFIG_FILE}')
+        key = repr(sorted(checkpoint.flatten_config(saved).items()))
+        if key not in runs:
+          config = ml_collections.ConfigDict(saved)
+          config.parallel.strategy = 'single'  # inference is local, on any device count
+          runs[key] = Run(config, open_data=False)
+        run = runs[key]
+        state, _ = ckpt.restore(candidate, checkpoint.abstract_like(run.init_state()))
+      except CheckpointError as e:
+        others = [s for s in steps if s != candidate]
+        if step is not None:
+          raise CheckpointError(f'{e}; pass another --step (available: '
+                                f'{", ".join(map(str, others)) or "none"})') from None
+        if candidate == candidates[-1]:
+          raise
+        checkpoint.warn(f'skipped {e}; trying the previous one')
+        continue
+      bad = checkpoint.nonfinite_leaves(state)
+      if bad:
+        earlier = [s for s in steps if s < candidate]
+        raise CheckpointError(
+            f'checkpoint {candidate} in {workdir!r} holds NaN or infinite values ({bad[0]}); '
+            f'the run diverged, pass --step={earlier[-1]} for an earlier one' if earlier else
+            f'checkpoint {candidate} in {workdir!r} holds NaN or infinite values ({bad[0]}); '
+            f'the run diverged and has no earlier checkpoint')
+      return run, state, candidate
   finally:
     ckpt.close()
-  return run, state, step
+  raise AssertionError('unreachable')

@@ -44,20 +44,24 @@ def _process_slice(x, labels, index: int, count: int, *, axis: int):
   return x[sl], labels[sl]
 
 
+def _lookup_image(name: str):
+  """The image dataset `name`; ConfigError listing every valid data.name (toy ones too)."""
+  from wgan_jax.data import images
+  return lookup({**toy.TOY_DATASETS, **images.IMAGE_DATASETS}, name, 'data.name')
+
+
 def data_shape(name: str) -> tuple:
   """The shape of one example of dataset `name`, without opening the dataset."""
   if name in toy.TOY_DATASETS:
     return (2,)
-  from wgan_jax.data import images
-  return tuple(lookup(images.IMAGE_DATASETS, name, 'data.name').image_shape)
+  return tuple(_lookup_image(name).image_shape)
 
 
 def num_classes(name: str) -> int:
   """The number of label values of dataset `name` (1 without labels), without opening it."""
   if name in toy.TOY_DATASETS:
     return toy.TOY_DATASETS[name].num_classes
-  from wgan_jax.data import images
-  return lookup(images.IMAGE_DATASETS, name, 'data.name').num_classes
+  return _lookup_image(name).num_classes
 
 
 def is_toy(name: str) -> bool:
