@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from wgan_jax import lipschitz, train
+from wgan_jax import lipschitz, optim, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.state import GanState
@@ -206,6 +206,16 @@ def test_config_schedule_of_the_wgan_image_recipe():
     assert c.model.d_norm != 'batch', arg
   assert configs_loader.load('wgan', 'gaussians8').n_critic_warmup == 0
   assert configs_loader.load('wgan_gp', 'cifar10').n_critic_warmup == 0
+
+
+def test_critic_learning_rate_decays_to_zero_over_the_warmup_schedule():
+  """A linear critic schedule spans every critic update of the run, warm-up ones included:
+  5 * 1000 + 95 * (25 + 1) updates for WGAN's (5, 100, 25, 500) over 1000 steps."""
+  config = configs_loader.load('wgan', 'cifar10', total_steps=1000,
+                               **{'optim.d.schedule': 'linear'})
+  assert optim.critic_updates(config) == 5 * 1000 + 95 * 26
+  config.n_critic_warmup = 0
+  assert optim.critic_updates(config) == 5 * 1000
 
 
 def test_warmup_step_makes_k_critic_updates():

@@ -9,6 +9,8 @@ from typing import Callable
 
 import optax
 
+from wgan_jax import config_lib
+from wgan_jax import step as step_lib
 from wgan_jax.registry import lookup
 
 SCHEDULES = {
@@ -40,10 +42,17 @@ def make_optimizer(cfg, *, total_updates: int, player: str = 'g') -> optax.Gradi
   return lookup(OPTIMIZERS, cfg.name, f'optim.{player}.name')(cfg, schedule)
 
 
+def critic_updates(config) -> int:
+  """The critic updates of the whole run: total_steps * n_critic, plus the warm-up's extra
+  ones (wgan_jax.step.CriticSchedule)."""
+  schedule = step_lib.CriticSchedule(**config_lib.critic_schedule_fields(config))
+  return step_lib.critic_updates_before(config.total_steps, schedule)
+
+
 def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-  """(g_tx, d_tx). The critic steps n_critic times per generator update, so its schedule
-  spans total_steps * n_critic updates: both decay to 0 at the same generator step."""
+  """(g_tx, d_tx). The critic makes critic_updates(config) updates over the run (n_critic
+  per generator update, more at warm-up steps), so its schedule spans them: both decay to
+  0 at the same generator step."""
   g_tx = make_optimizer(config.optim.g, total_updates=config.total_steps, player='g')
-  d_tx = make_optimizer(config.optim.d, total_updates=config.total_steps * config.n_critic,
-                        player='d')
+  d_tx = make_optimizer(config.optim.d, total_updates=critic_updates(config), player='d')
   return g_tx, d_tx
