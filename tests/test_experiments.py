@@ -152,16 +152,18 @@ def test_toy_suite_table_and_figures(tmp_path):
 
 # ----------------------------------------------------------------------------- clipping
 def test_clipping_gradients_records_per_layer_norms(tmp_path):
-  settings = clipping_gradients.Settings(clip_values=(0.1, 0.001), depth=4, hidden=16, steps=4,
+  # Depth 6: at depth 4 both boxes pass about as much gradient back (ratios near 1 either
+  # way), at 6 the 0.001 box's gradients vanish in the first layers.
+  settings = clipping_gradients.Settings(clip_values=(0.1, 0.001), depth=6, hidden=32, steps=4,
                                          log_every=2, measure_batch=32, gp=False)
   assert [v[0] for v in clipping_gradients.variants(settings._replace(gp=True))] == \
       ['clip 0.1', 'clip 0.001', 'gradient penalty']
   result = clipping_gradients.run(settings)
   assert [v['name'] for v in result['variants']] == ['clip 0.1', 'clip 0.001']
   for v in result['variants']:
-    assert v['layers'] == ['dense_0', 'dense_1', 'dense_2', 'dense_3', 'dense_out']
+    assert v['layers'] == [f'dense_{i}' for i in range(6)] + ['dense_out']
     assert v['steps'] == [2, 4]
-    assert np.asarray(v['weight_grad_norms']).shape == (2, 5)
+    assert np.asarray(v['weight_grad_norms']).shape == (2, 7)
     for mean, zero in zip(v['mean_log10_weight_grad_norm'], v['zero_fraction']):
       assert (mean is None and zero == 1.0) or (np.isfinite(mean) and 0 <= zero < 1)
   means = clipping_gradients.mean_log10_norms(np.array([[0.0, 10.0], [0.0, 1000.0]]))
