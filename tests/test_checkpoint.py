@@ -179,6 +179,18 @@ def test_sample_cli_is_byte_identical(reference, tmp_path):
   assert np.load(tmp_path / 'a.npy').shape == (200, 2)
 
 
+def _run_saved_before_model_keys(tmp_path, config: dict):
+  """A workdir with a checkpoint at step 1000 whose config.json is `config` without
+  model.d_pool / d_out_bias (as written before they existed): (workdir, that config)."""
+  old = json.loads(json.dumps(config))
+  del old['model']['d_pool'], old['model']['d_out_bias']
+  workdir = tmp_path / 'old_run'
+  os.makedirs(workdir / 'checkpoints' / '1000' / 'state')
+  (workdir / 'checkpoints' / '1000' / '_CHECKPOINT_METADATA').write_text('{}')
+  (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(old))
+  return workdir, old
+
+
 @pytest.mark.parametrize('file, changed', [
     ('wgan_gp', "model.d_pool \\('sum' -> 'mean'\\)"),           # sum then, mean now
     ('sngan', "model.d_out_bias \\(True -> False\\)"),           # a bias then, none now
@@ -189,12 +201,7 @@ def test_workdir_of_a_config_saved_before_a_model_key_existed_is_one_clear_error
   pooled by summing and had an output bias, so resuming under today's recipe must stop
   with the incompatibility error, never run another model on the old checkpoint."""
   config = configs_loader.load(file).to_dict()
-  old = json.loads(json.dumps(config))
-  del old['model']['d_pool'], old['model']['d_out_bias']
-  workdir = tmp_path / 'old_run'
-  os.makedirs(workdir / 'checkpoints' / '1000' / 'state')
-  (workdir / 'checkpoints' / '1000' / '_CHECKPOINT_METADATA').write_text('{}')
-  (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(old))
+  workdir, old = _run_saved_before_model_keys(tmp_path, config)
   assert checkpoint.latest_step(str(workdir)) == 1000
   with pytest.raises(WorkdirError, match=f'holds checkpoints of a different run: .*{changed}'):
     checkpoint.check_resumable(str(workdir), config)
@@ -206,12 +213,7 @@ def test_workdir_of_a_config_saved_before_a_model_key_existed_resumes_when_it_me
   """A missing model.d_pool / d_out_bias ran with a sum pool and an output bias (ADDED_KEYS):
   a run whose recipe still has those values resumes."""
   config = configs_loader.load('sngan', 'gaussians8').to_dict()
-  old = json.loads(json.dumps(config))
-  del old['model']['d_pool'], old['model']['d_out_bias']
-  workdir = tmp_path / 'old_run'
-  os.makedirs(workdir / 'checkpoints' / '1000' / 'state')
-  (workdir / 'checkpoints' / '1000' / '_CHECKPOINT_METADATA').write_text('{}')
-  (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(old))
+  workdir, _ = _run_saved_before_model_keys(tmp_path, config)
   checkpoint.check_resumable(str(workdir), config)
 
 
