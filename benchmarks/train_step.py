@@ -43,7 +43,7 @@ def benchmark(config, *, steps: int, repeats: int, synthetic: bool) -> dict:
   import jax
   import numpy as np
   from wgan_jax import train
-  from wgan_jax.models import layers
+  from wgan_jax.ops import conv
 
   with config.unlocked():
     config.n_critic_warmup = 0  # the steady-state step: n_critic critic updates
@@ -89,7 +89,8 @@ def benchmark(config, *, steps: int, repeats: int, synthetic: bool) -> dict:
       'device_kind': device.device_kind, 'platform': device.platform,
       'device_count': jax.device_count(), 'flops_per_step': flops,
       'achieved_flops_per_sec': flops * rate, 'synthetic_data': synthetic,
-      'xla_flags': os.environ.get('XLA_FLAGS', ''), 'conv_impl': layers.conv_impl(),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'conv_impl': conv.resolve_impl(config.model.get('conv_impl', 'auto')),
       'compute_dtype': config.model.get('compute_dtype', 'float32'),
   }
 

@@ -1,4 +1,4 @@
-"""Tests of wgan_jax.models: shapes, the sub-pixel UpConv, spectral norm, batch norm, registry."""
+"""Tests of wgan_jax.models: shapes, the conv layers, spectral norm, batch norm, registry."""
 import functools
 import math
 import types
@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.test_conv import reference_upconv
 from wgan_jax.errors import ConfigError
 from wgan_jax.models import MODELS, ModelPair, build_models, layers
+from wgan_jax.ops import conv
 
 B = 4
 SMALL_IMAGE = (16, 16, 3)
@@ -132,53 +134,40 @@ def test_models_are_deterministic():
   chex.assert_trees_all_equal(out1, out2)
 
 
-# ----------------------------------------------------------------------------- UpConv
-def reference_upconv(x, w):
-  """ConvTranspose2d(4, stride 2, padding 1) as a dilated convolution with the flipped kernel."""
-  return jax.lax.conv_general_dilated(
-      x, w[::-1, ::-1], window_strides=(1, 1), padding=((2, 2), (2, 2)), lhs_dilation=(2, 2),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def numpy_upconv(x, w):
-  """The definition: y[2i - 1 + ky, 2j - 1 + kx] += x[i, j] @ w[ky, kx], cropped."""
-  b, h, wd, _ = x.shape
-  y = np.zeros((b, 2 * h + 2, 2 * wd + 2, w.shape[-1]), np.float64)
-  for i in range(h):
-    for j in range(wd):
-      for ky in range(4):
-        for kx in range(4):
-          y[:, 2 * i + ky, 2 * j + kx] += x[:, i, j] @ w[ky, kx]
-  return y[:, 1:-1, 1:-1]
-
-
-@pytest.mark.parametrize('impl', layers.CONV_IMPLS[1:])
-def test_upconv_matches_transposed_conv_outputs_and_gradients(impl, monkeypatch):
-  monkeypatch.setenv(layers.CONV_IMPL_ENV, impl)
+# ----------------------------------------------------------------------------- convolutions
+def test_conv_layers_compute_the_ops_with_their_conv_impl():
+  """Conv2D and UpConv hold kernels of the documented shapes and compute wgan_jax.ops.conv's
+  functions with the algorithm they were built with (the algorithms: tests/test_conv.py)."""
   x = normal((2, 5, 6, 3), seed=1)
-  w = normal((4, 4, 3, 4), seed=2)
-  cot = normal((2, 10, 12, 4), seed=3)
+  for impl in conv.CONV_IMPLS[1:]:
+    up = hk.transform(lambda x_: layers.UpConv(4, with_bias=False, conv_impl=impl)(x_))
+    params = up.init(INIT_KEY, x)
+    chex.assert_shape(params['up_conv']['w'], (4, 4, 3, 4))
+    w = params['up_conv']['w']
+    chex.assert_trees_all_equal(up.apply(params, None, x), conv.upconv2x(x, w, impl=impl))
+    c2 = hk.transform(lambda x_: layers.Conv2D(4, 3, conv_impl=impl, with_bias=False)(x_))
+    params = c2.init(INIT_KEY, x)
+    w = params['conv2_d']['w']
+    chex.assert_trees_all_equal(c2.apply(params, None, x), conv.conv2d(x, w, impl=impl))
 
-  up = hk.transform(lambda x_: layers.UpConv(4, with_bias=False)(x_))
-  params = up.init(INIT_KEY, x)
-  chex.assert_shape(params['up_conv']['w'], (4, 4, 3, 4))
 
-  def ours(x_, w_):
-    return up.apply({'up_conv': {'w': w_}}, None, x_)
-
-  y = ours(x, w)
-  chex.assert_shape(y, (2, 10, 12, 4))
-  np.testing.assert_allclose(y, reference_upconv(x, w), atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(y, numpy_upconv(np.asarray(x, np.float64),
-                                             np.asarray(w, np.float64)), atol=1e-4, rtol=1e-5)
-
-  def loss(fn):
-    return lambda x_, w_: jnp.sum(fn(x_, w_) * cot)
-
-  gx, gw = jax.grad(loss(ours), argnums=(0, 1))(x, w)
-  rx, rw = jax.grad(loss(reference_upconv), argnums=(0, 1))(x, w)
-  np.testing.assert_allclose(gx, rx, atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(gw, rw, atol=1e-5, rtol=1e-5)
+def test_conv_impl_is_resolved_when_the_models_are_built(monkeypatch):
+  """model.conv_impl reaches the layers, and $WGAN_JAX_CONV_IMPL read at build time wins."""
+  seen, conv2d = [], conv.conv2d
+  monkeypatch.setattr(conv, 'conv2d', lambda *a, **k: seen.append(k['impl']) or conv2d(*a, **k))
+  monkeypatch.delenv(conv.CONV_IMPL_ENV)
+  models = build_models(model_config(name='resnet', conv_impl='xla'), data_shape=SMALL_IMAGE)
+  monkeypatch.setenv(conv.CONV_IMPL_ENV, 'winograd')  # after building: too late to matter
+  jax.eval_shape(lambda: models.d.init(INIT_KEY, jnp.zeros((1,) + SMALL_IMAGE),
+                                       update_stats=True))
+  assert seen and set(seen) == {'xla'}
+  models = build_models(model_config(name='resnet', conv_impl='xla'), data_shape=SMALL_IMAGE)
+  seen.clear()
+  jax.eval_shape(lambda: models.d.init(INIT_KEY, jnp.zeros((1,) + SMALL_IMAGE),
+                                       update_stats=True))
+  assert seen and set(seen) == {'winograd'}
+  with pytest.raises(ConfigError, match='model.conv_impl must be one of auto, xla'):
+    build_models(model_config(name='mlp', conv_impl='cudnn'), data_shape=(2,))
 
 
 def _transposed_convs(jaxpr):
@@ -198,8 +187,9 @@ def _transposed_convs(jaxpr):
 
 
 def test_generator_gradient_has_no_transposed_convolution(monkeypatch):
-  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'xla')  # (im2col has no convolution at all)
-  models, z, _, (g_params, g_state), _ = initialised('dcgan', d_norm='none')
+  monkeypatch.delenv(conv.CONV_IMPL_ENV)  # model.conv_impl decides
+  # (xla: im2col has no convolution at all)
+  models, z, _, (g_params, g_state), _ = initialised('dcgan', d_norm='none', conv_impl='xla')
 
   def loss(p):
     return jnp.sum(models.g.apply(p, g_state, None, z, is_training=True)[0])
@@ -211,86 +201,10 @@ def test_generator_gradient_has_no_transposed_convolution(monkeypatch):
   assert _transposed_convs(ref.jaxpr)
 
 
-def _value_and_grads(fn, x, w):
-  """fn(x, w), and the gradients of <fn(x, w), cot> with respect to x and w."""
-  y = fn(x, w)
-  cot = normal(y.shape, seed=3)
-  return y, jax.grad(lambda a, b: jnp.sum(fn(a, b) * cot), argnums=(0, 1))(x, w)
-
-
-@pytest.mark.parametrize('kernel, stride, padding, c_in, c_out, winograd', [
-    (3, 1, 'SAME', 5, 7, None), (4, 2, ((1, 1), (1, 1)), 5, 7, None), (1, 1, 'VALID', 5, 7, None),
-    (3, 2, 'SAME', 5, 7, None), (3, 1, 0, 5, 7, None),
-    (3, 1, 'SAME', 8, 3, None),                    # kn2row: fewer output than input channels
-    (3, 1, 'SAME', 16, 24, 'F(2x2, 3x3)'),         # both gradients by the custom VJP
-    (3, 1, ((2, 0), (0, 2)), 24, 16, 'F(2x2, 3x3)'),  # one-sided padding
-    (3, 1, 'VALID', 16, 16, 'F(2x2, 3x3)'),
-    (2, 1, ((1, 0), (0, 1)), 16, 16, 'F(2x2, 2x2)'),
-    (4, 2, ((1, 1), (1, 1)), 16, 24, 'space-to-depth F(2x2, 2x2)')])
-def test_matmul_convs_match_xla_convolution(kernel, stride, padding, c_in, c_out, winograd):
-  """The CPU convolutions (im2col / kn2row / Winograd) compute XLA's convolution: outputs and
-  the gradients with respect to input and kernel agree to float32 rounding."""
-  impl = 'winograd' if winograd else 'im2col'  # (where no Winograd applies the two are one)
-  x = normal((2, 8, 12, c_in), seed=1)
-  w = normal((kernel, kernel, c_in, c_out), seed=2, scale=0.3)
-  pads = layers._resolve_padding(padding, x.shape[1:3], w.shape[:2], stride)
-  assert layers.winograd_applies(x, w, stride, pads) == (winograd in ('F(2x2, 3x3)',
-                                                                     'F(2x2, 2x2)'))
-  assert layers._is_down4x4(x, w, stride, pads) == (winograd == 'space-to-depth F(2x2, 2x2)')
-  run = lambda impl_: _value_and_grads(
-      lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding, impl=impl_), x, w)
-  chex.assert_trees_all_close(run(impl), run('xla'), rtol=1e-5, atol=3e-5)
-
-
-@pytest.mark.parametrize('impl, kernel, stride', [
-    ('winograd', 3, 1), ('winograd', 4, 2), ('im2col', 4, 2), ('im2col', 3, 1)])
-def test_second_order_gradients_match_xla(impl, kernel, stride):
-  """A gradient penalty differentiates the input gradient again: through the custom VJPs
-  (Winograd, space-to-depth Winograd, im2col with its phase up-conv input gradient) this
-  gives XLA's values too."""
-  x = normal((2, 8, 8, 16), seed=1)
-  w = normal((kernel, kernel, 16, 16), seed=2, scale=0.3)
-
-  def penalty(impl_):
-    def fn(w_):
-      conv = lambda x_: layers.conv2d(x_, w_, stride=stride, padding=1, impl=impl_)
-      gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(conv(x_))))(x)
-      return jnp.sum(gx ** 2)
-    return jax.value_and_grad(fn)(w)
-
-  ours, ref = penalty(impl), penalty('xla')
-  scale = jax.tree.map(lambda r: float(jnp.max(jnp.abs(r))), ref)  # relative to each leaf's size
-  chex.assert_trees_all_close(jax.tree.map(jnp.divide, ours, scale),
-                              jax.tree.map(jnp.divide, ref, scale), atol=1e-5)
-
-
-def test_conv_impl_choice_and_errors(monkeypatch):
-  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'auto')
-  assert layers.conv_impl() == ('winograd' if jax.default_backend() == 'cpu' else 'xla')
-  monkeypatch.setenv(layers.CONV_IMPL_ENV, 'cudnn')
-  with pytest.raises(ConfigError,
-                     match='WGAN_JAX_CONV_IMPL=.cudnn.*valid: auto, xla, im2col, winograd'):
-    layers.conv2d(normal((1, 4, 4, 2)), normal((3, 3, 2, 2)))
+def test_upsample_conv_layer_takes_only_kernel_3():
   with pytest.raises(ValueError, match='upsample=True. takes kernel 3, stride 1'):
-    hk.transform(lambda x: layers.Conv2D(4, 1, upsample=True)(x)).init(
+    hk.transform(lambda x: layers.Conv2D(4, 1, upsample=True, conv_impl='xla')(x)).init(
         INIT_KEY, jnp.zeros((1, 2, 2, 1)))
-
-
-@pytest.mark.parametrize('impl', ['im2col', 'winograd'])
-@pytest.mark.parametrize('c_in, c_out', [(6, 4), (24, 16)])
-def test_upsample_conv_is_a_transposed_convolution(impl, c_in, c_out):
-  """conv3x3(upsample_nearest2x(x)) computed as ConvTranspose(4, 2, 1) with the kernel
-  `upsample_conv_kernel` (2.25x fewer multiplications), by 2x2 phase convolutions (Winograd
-  ones for 16+ channels): outputs and gradients agree."""
-  x = normal((2, 4, 6, c_in), seed=1)
-  w = normal((3, 3, c_in, c_out), seed=2, scale=0.3)
-  phase_x, phase_w = jnp.zeros((2, 5, 7, c_in)), jnp.zeros((2, 2, c_in, c_out))
-  assert layers.winograd_applies(phase_x, phase_w, 1, ((0, 0), (0, 0))) == (c_in >= 16)
-  literal = lambda x_, w_: layers.conv2d(layers.upsample_nearest2x(x_), w_, impl='xla')
-  ours = functools.partial(layers.upsample_conv2x, impl=impl)
-  chex.assert_trees_all_close(_value_and_grads(ours, x, w), _value_and_grads(literal, x, w),
-                              rtol=1e-5, atol=1e-5)
-  chex.assert_shape(ours(x, w), (2, 8, 12, c_out))
 
 
 # ----------------------------------------------------------------------------- spectral norm
@@ -315,7 +229,8 @@ def test_spectral_sigma_converges_to_largest_singular_value(kind):
     make, x, w_shape = (lambda: layers.Dense(6, spectral_norm=True, name='layer'),
                         jnp.ones((2, 9)), (9, 6))
   else:
-    make, x, w_shape = (lambda: layers.Conv2D(6, 3, spectral_norm=True, name='layer'),
+    make, x, w_shape = (lambda: layers.Conv2D(6, 3, spectral_norm=True, conv_impl='xla',
+                                              name='layer'),
                         jnp.ones((2, 5, 5, 4)), (3, 3, 4, 6))
   layer = sn_layer(make)
   params, state = layer.init(INIT_KEY, x, update_stats=True)
@@ -352,7 +267,7 @@ def test_spectral_state_only_changes_in_updating_passes():
 
 
 def test_spectral_state_created_by_non_updating_init():
-  layer = sn_layer(lambda: layers.UpConv(3, spectral_norm=True))
+  layer = sn_layer(lambda: layers.UpConv(3, spectral_norm=True, conv_impl='xla'))
   x = jnp.ones((1, 2, 2, 2))
   _, state_a = layer.init(INIT_KEY, x, update_stats=False)
   params, state_b = layer.init(INIT_KEY, x, update_stats=True)

@@ -39,7 +39,8 @@ CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
 # Keys that may differ between a checkpoint's config and the resuming run's config.
 HARMLESS_KEYS = ('total_steps', 'log_every_steps', 'eval_every_steps',
-                 'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.')
+                 'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.',
+                 'model.conv_impl')
 # Keys added to the config after workdirs were written without them: a saved config that
 # lacks one ran with this value.
 ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,

@@ -21,6 +21,9 @@ from wgan_jax.errors import ConfigError
 TOY_DATASETS = ('gaussians8', 'gaussians25', 'swissroll', 'parallel_lines')
 IMAGE_DATASETS = ('cifar10', 'mnist', 'fashion_mnist', 'celeb_a', 'stl10')
 STRATEGIES = ('single', 'pmap', 'jit')
+# model.conv_impl values (wgan_jax.ops.conv.CONV_IMPLS, checked by a test; not imported here
+# to keep config loading light).
+CONV_IMPLS = ('auto', 'xla', 'im2col', 'winograd')
 
 
 def optimizer_config(name='adam', lr=1e-4, b1=0.0, b2=0.9, eps=1e-8, schedule='constant'):
@@ -55,7 +58,11 @@ def base_config() -> ml_collections.ConfigDict:
       g_name='', g_mlp_layers=0,      # G of another architecture / depth ('', 0: as D)
       d_pool='sum',                   # resnet critic's global pool over (H, W): sum | mean
       d_out_bias=True,                # a bias in the critic's output layer
-      compute_dtype='float32'))       # or bfloat16: matmuls / convs / activations in bf16
+      compute_dtype='float32',        # or bfloat16: matmuls / convs / activations in bf16
+      # Convolution algorithm (wgan_jax/ops/conv.py): auto (winograd on CPU, xla elsewhere) |
+      # winograd | im2col | xla; the same function up to float rounding. WGAN_JAX_CONV_IMPL,
+      # when set, overrides it.
+      conv_impl='auto'))
   c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
   # Image metrics during training, see wgan_jax/eval/image_eval.py (every_steps 0: off).
   c.evals = ml_collections.ConfigDict(dict(
@@ -250,6 +257,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f'lipschitz.{key} must be >= 0 and finite, got {value}')
   _check(0 <= c.ema_decay < 1, f'ema_decay must be in [0, 1) (0 disables), got {c.ema_decay}')
   _check(c.model.z_dim >= 1, f'model.z_dim must be >= 1, got {c.model.z_dim}')
+  _check_name(c.model.get('conv_impl', 'auto'), CONV_IMPLS, 'model.conv_impl')
   for key in ('g_ch', 'd_ch', 'mlp_hidden', 'mlp_layers'):
     if key in c.model:
       _check(c.model[key] >= 1, f'model.{key} must be >= 1, got {c.model[key]}')

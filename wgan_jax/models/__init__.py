@@ -1,8 +1,9 @@
 """Generator / critic pairs as haiku transforms with state, and the MODELS registry.
 
-The only package that imports haiku. Each model module (mlp, dcgan, resnet) provides
-`make_fns(...) -> (g_fn, d_fn)` with explicit keyword arguments; this file reads and checks
-the model config, transforms the two functions and returns a `ModelPair`:
+The haiku models (wgan_jax/eval/inception.py holds the other haiku network, Inception).
+Each model module (mlp, dcgan, resnet) provides `make_fns(...) -> (g_fn, d_fn)` with
+explicit keyword arguments; this file reads and checks the model config (resolving the
+convolution algorithm once), transforms the two functions and returns a `ModelPair`:
 
   g.init(rng, z, is_training=True) -> (params, state)
   g.apply(params, state, None, z, is_training=bool) -> (x [B, *data_shape] float32, state)
@@ -35,6 +36,7 @@ import haiku as hk
 from wgan_jax import registry
 from wgan_jax.errors import ConfigError
 from wgan_jax.models import dcgan, layers, mlp, resnet
+from wgan_jax.ops import conv
 
 # Base widths of the papers' models where the config does not give one.
 DEFAULT_WIDTHS = {'dcgan': (64, 64), 'resnet': (256, 128)}
@@ -99,6 +101,12 @@ def _common(model_config) -> dict:
           _choice(model_config, 'compute_dtype', tuple(layers.COMPUTE_DTYPES), 'float32')])
 
 
+def _conv_impl(model_config) -> str:
+  """The convolution algorithm, resolved here once per pair: model.conv_impl (missing:
+  'auto'), overridden by $WGAN_JAX_CONV_IMPL when that is set (see conv.resolve_impl)."""
+  return conv.resolve_impl(_choice(model_config, 'conv_impl', conv.CONV_IMPLS, 'auto'))
+
+
 def _pair(g_fn: Callable, d_fn: Callable, z_dim: int, num_classes: int = 0,
           head: str = 'none', d_batch_norm: bool = False) -> ModelPair:
   return ModelPair(g=hk.transform_with_state(g_fn), d=hk.transform_with_state(d_fn),
@@ -129,6 +137,7 @@ def build_mlp(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = 
   """gan_toy.py's MLP pair for data of any shape (flattened; (2,) for the toy problems)."""
   cond = _conditioning(num_classes, critic_head)
   _choice(model_config, 'd_pool', tuple(resnet.POOLS), 'sum')  # checked; MLPs do not pool
+  _conv_impl(model_config)  # checked; MLPs do not convolve
   _no_critic_batch_norm(_common(model_config), 'mlp')
   g_fn, d_fn = mlp.make_fns(
       data_shape=_data_shape(data_shape),
@@ -156,6 +165,7 @@ def _build_cnn(module, name: str, model_config, data_shape, bn_axis_name, num_cl
       data_shape=_data_shape(data_shape),
       g_ch=_positive_int(model_config, 'g_ch', g_ch),
       d_ch=_positive_int(model_config, 'd_ch', d_ch),
+      conv_impl=_conv_impl(model_config),
       bn_axis_name=bn_axis_name, **common, **extra, **cond)
   return _pair(g_fn, d_fn, _positive_int(model_config, 'z_dim', 128), num_classes,
                critic_head, d_batch_norm=common['d_norm'] == 'batch')
@@ -191,7 +201,8 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
       'layer' | 'batch', dcgan only), g_spectral_norm, compute_dtype ('float32' | 'bfloat16', see
       layers' module docstring), g_ch, d_ch, activation ('relu' | 'tanh'; mlp and dcgan),
       d_pool ('sum' | 'mean': the resnet critic's global pooling), d_out_bias (a bias in
-      the critic's output layer),
+      the critic's output layer), conv_impl ('auto' | 'winograd' | 'im2col' | 'xla': the
+      convolutions' algorithm, wgan_jax.ops.conv; $WGAN_JAX_CONV_IMPL, when set, wins),
       mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
       of another architecture than the critic g_name (a MODELS name; '' = name) and
       g_mlp_layers (0 = mlp_layers).

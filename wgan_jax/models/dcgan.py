@@ -46,7 +46,7 @@ STRIDED_PADDING = ((1, 1), (1, 1))
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
                  g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
                  activation: str = 'relu', num_classes: int = 0,
-                 compute_dtype: layers.DType = jnp.float32) -> Callable:
+                 compute_dtype: layers.DType = jnp.float32, conv_impl: str) -> Callable:
   """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
   -> x [B, H, W, C] float32 in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'dcgan')
@@ -66,10 +66,10 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
                      compute_dtype=compute_dtype, name='dense_in')(z, update_stats=is_training)
     h = bn_relu(h, labels, 'bn_0', is_training).reshape(-1, bh, bw, width)
     for i, mult in enumerate(G_WIDTHS[1:], start=1):
-      h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm,
+      h = layers.UpConv(mult * g_ch, spectral_norm=g_spectral_norm, conv_impl=conv_impl,
                         compute_dtype=compute_dtype, name=f'upconv_{i}')(h, update_stats=is_training)
       h = bn_relu(h, labels, f'bn_{i}', is_training)
-    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm,
+    x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm, conv_impl=conv_impl,
                       compute_dtype=compute_dtype, name='conv_out')(h, update_stats=is_training)
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -79,7 +79,7 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
               activation: str = 'relu', d_out_bias: bool = True, num_classes: int = 0,
               head: str = 'none', bn_axis_name: Optional[str] = None,
-              compute_dtype: layers.DType = jnp.float32) -> Callable:
+              compute_dtype: layers.DType = jnp.float32, conv_impl: str) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits,
   batch_groups) -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes])).
   batch_groups (d_norm 'batch' only): the number of consecutive parts of x normalised
@@ -97,7 +97,8 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
     for i, (k, stride, mult) in enumerate(CRITIC_CONVS):
       padding = 'SAME' if stride == 1 else STRIDED_PADDING
       h = layers.Conv2D(mult * d_ch, k, stride=stride, padding=padding, spectral_norm=sn,
-                        compute_dtype=compute_dtype, name=f'conv_{i}')(h, update_stats=update_stats)
+                        conv_impl=conv_impl, compute_dtype=compute_dtype,
+                        name=f'conv_{i}')(h, update_stats=update_stats)
       if d_norm == 'layer':
         h = layers.LayerNorm(name=f'ln_{i}')(h)
       if d_norm == 'batch' and i > 0:
@@ -115,15 +116,15 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str,
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
              g_spectral_norm: bool, d_norm: str, bn_axis_name: Optional[str] = None,
              activation: str = 'relu', d_out_bias: bool = True, num_classes: int = 0,
-             head: str = 'none',
-             compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
-  """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state."""
+             head: str = 'none', compute_dtype: layers.DType = jnp.float32,
+             conv_impl: str) -> Tuple[Callable, Callable]:
+  """(generator_fn, critic_fn) of the standard CNN pair, ready for hk.transform_with_state.
+  conv_impl: the convolution algorithm (resolved, `wgan_jax.ops.conv.resolve_impl`)."""
+  numerics = dict(compute_dtype=compute_dtype, conv_impl=conv_impl)
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
-                   activation=activation, num_classes=num_classes,
-                   compute_dtype=compute_dtype)
+                   activation=activation, num_classes=num_classes, **numerics)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, activation=activation,
                 d_out_bias=d_out_bias, num_classes=num_classes, head=head,
-                bn_axis_name=bn_axis_name,
-                compute_dtype=compute_dtype)
+                bn_axis_name=bn_axis_name, **numerics)
   return g, d

@@ -22,7 +22,7 @@ Initialisation (both official ResNets): the blocks' 3x3 convolutions Glorot unif
 1x1 shortcut convolutions commute with nearest upsampling and with average pooling, so
 they run at the lower resolution (4x fewer FLOPs, the same function). Off accelerators the
 upsample-then-conv3x3 of BlockUp runs as the equivalent transposed convolution
-(layers.upsample_conv2x: 2.25x fewer FLOPs).
+(conv.upsample_conv2x: 2.25x fewer FLOPs).
 BN only with g_batch_norm.
 Class conditioning (num_classes > 0): every BN of G is a conditional batch norm (per-class
 gain and bias); the critic's head on the pooled features is layers.critic_head
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from wgan_jax.models import layers
+from wgan_jax.ops import conv
 
 N_G_BLOCKS = 3
 N_D_PLAIN_BLOCKS = 2
@@ -53,20 +54,17 @@ class BlockUp(hk.Module):
   """Generator residual block that doubles H and W."""
 
   def __init__(self, channels: int, *, batch_norm: bool, spectral_norm: bool,
-               bn_axis_name: Optional[str] = None, num_classes: int = 0,
+               conv_impl: str, bn_axis_name: Optional[str] = None, num_classes: int = 0,
                compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
-    self.channels = channels
-    self.batch_norm = batch_norm
-    self.spectral_norm = spectral_norm
+    self.channels, self.batch_norm, self.num_classes = channels, batch_norm, num_classes
     self.bn_axis_name = bn_axis_name
-    self.num_classes = num_classes
-    self.compute_dtype = compute_dtype
+    self.conv_options = dict(spectral_norm=spectral_norm, compute_dtype=compute_dtype,
+                             conv_impl=conv_impl)
 
   def _conv(self, h, kernel, name, is_training, upsample=False):
-    return layers.Conv2D(self.channels, kernel, spectral_norm=self.spectral_norm,
-                         w_init=block_init(kernel), compute_dtype=self.compute_dtype,
-                         upsample=upsample, name=name)(h, update_stats=is_training)
+    return layers.Conv2D(self.channels, kernel, w_init=block_init(kernel), upsample=upsample,
+                         name=name, **self.conv_options)(h, update_stats=is_training)
 
   def _bn_relu(self, h, labels, name, is_training):
     if self.batch_norm:
@@ -81,23 +79,22 @@ class BlockUp(hk.Module):
     h = self._conv(self._bn_relu(x, labels, 'bn_1', is_training), 3, 'conv_1', is_training,
                    upsample=True)
     h = self._conv(self._bn_relu(h, labels, 'bn_2', is_training), 3, 'conv_2', is_training)
-    return h + layers.upsample_nearest2x(self._conv(x, 1, 'shortcut', is_training))
+    return h + conv.upsample_nearest2x(self._conv(x, 1, 'shortcut', is_training))
 
 
 class _CriticBlock(hk.Module):
   """Shared pieces of the critic blocks: conv layers and the optional LayerNorm + ReLU."""
 
-  def __init__(self, channels: int, *, d_norm: str,
+  def __init__(self, channels: int, *, d_norm: str, conv_impl: str,
                compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
     super().__init__(name=name)
-    self.channels = channels
-    self.d_norm = d_norm
-    self.compute_dtype = compute_dtype
+    self.channels, self.d_norm = channels, d_norm
+    self.conv_options = dict(spectral_norm=d_norm == 'spectral', compute_dtype=compute_dtype,
+                             conv_impl=conv_impl)
 
   def _conv(self, h, kernel, name, update_stats):
-    return layers.Conv2D(self.channels, kernel, spectral_norm=self.d_norm == 'spectral',
-                         w_init=block_init(kernel), compute_dtype=self.compute_dtype,
-                         name=name)(h, update_stats=update_stats)
+    return layers.Conv2D(self.channels, kernel, w_init=block_init(kernel), name=name,
+                         **self.conv_options)(h, update_stats=update_stats)
 
   def _norm_relu(self, h, name):
     if self.d_norm == 'layer':
@@ -120,9 +117,9 @@ class OptimizedBlock(_CriticBlock):
 class Block(_CriticBlock):
   """Pre-activation critic block; `down`: avgpool2 and a learnt 1x1 shortcut."""
 
-  def __init__(self, channels: int, *, d_norm: str, down: bool,
-               compute_dtype: layers.DType = jnp.float32, name: Optional[str] = None):
-    super().__init__(channels, d_norm=d_norm, compute_dtype=compute_dtype, name=name)
+  def __init__(self, channels: int, *, down: bool, **options):
+    """options: those of `_CriticBlock`."""
+    super().__init__(channels, **options)
     self.down = down
 
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
@@ -138,7 +135,8 @@ class Block(_CriticBlock):
 
 def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
                  g_spectral_norm: bool, bn_axis_name: Optional[str] = None,
-                 num_classes: int = 0, compute_dtype: layers.DType = jnp.float32) -> Callable:
+                 num_classes: int = 0, compute_dtype: layers.DType = jnp.float32,
+                 conv_impl: str) -> Callable:
   """The generator's haiku function g(z [B, z_dim], labels [B] | None, is_training)
   -> x [B, H, W, C] float32 in [-1, 1]."""
   h_img, w_img, c_img = layers.check_image_shape(data_shape, 'resnet')
@@ -151,13 +149,14 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
     h = h.reshape(-1, bh, bw, g_ch)
     for i in range(N_G_BLOCKS):
       h = BlockUp(g_ch, batch_norm=g_batch_norm, spectral_norm=g_spectral_norm,
-                  bn_axis_name=bn_axis_name, num_classes=num_classes,
+                  conv_impl=conv_impl, bn_axis_name=bn_axis_name, num_classes=num_classes,
                   compute_dtype=compute_dtype, name=f'block_up_{i}')(h, labels, is_training=is_training)
     if g_batch_norm:
       h = layers.g_batch_norm(h, labels, num_classes=num_classes, bn_axis_name=bn_axis_name,
                               name='bn_out', is_training=is_training)
     x = layers.Conv2D(c_img, 3, spectral_norm=g_spectral_norm, compute_dtype=compute_dtype,
-                      name='conv_out')(jax.nn.relu(h), update_stats=is_training)
+                      conv_impl=conv_impl, name='conv_out')(jax.nn.relu(h),
+                                                            update_stats=is_training)
     return jnp.tanh(x.astype(jnp.float32))
 
   return g
@@ -165,7 +164,7 @@ def generator_fn(*, data_shape: Sequence[int], g_ch: int, g_batch_norm: bool,
 
 def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, d_pool: str = 'sum',
               d_out_bias: bool = True, num_classes: int = 0, head: str = 'none',
-              compute_dtype: layers.DType = jnp.float32) -> Callable:
+              compute_dtype: layers.DType = jnp.float32, conv_impl: str) -> Callable:
   """The critic's haiku function d(x [B, H, W, C], labels, update_stats, with_logits)
   -> scores [B] (with_logits, acgan head: (scores, logits [B, num_classes]))."""
   layers.check_image_shape(data_shape, 'resnet')
@@ -173,7 +172,7 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, d_pool: str 
 
   def d(x: jax.Array, labels: Optional[jax.Array] = None, *, update_stats: bool,
         with_logits: bool = False):
-    dt = dict(d_norm=d_norm, compute_dtype=compute_dtype)
+    dt = dict(d_norm=d_norm, compute_dtype=compute_dtype, conv_impl=conv_impl)
     h = OptimizedBlock(d_ch, **dt, name='block_opt')(x, update_stats=update_stats)
     h = Block(d_ch, **dt, down=True, name='block_down')(h, update_stats=update_stats)
     for i in range(N_D_PLAIN_BLOCKS):
@@ -190,12 +189,14 @@ def critic_fn(*, data_shape: Sequence[int], d_ch: int, d_norm: str, d_pool: str 
 def make_fns(*, data_shape: Sequence[int], g_ch: int, d_ch: int, g_batch_norm: bool,
              g_spectral_norm: bool, d_norm: str, d_pool: str = 'sum', d_out_bias: bool = True,
              bn_axis_name: Optional[str] = None, num_classes: int = 0, head: str = 'none',
-             compute_dtype: layers.DType = jnp.float32) -> Tuple[Callable, Callable]:
-  """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state."""
+             compute_dtype: layers.DType = jnp.float32,
+             conv_impl: str) -> Tuple[Callable, Callable]:
+  """(generator_fn, critic_fn) of the ResNet pair, ready for hk.transform_with_state.
+  conv_impl: the convolution algorithm (resolved, `wgan_jax.ops.conv.resolve_impl`)."""
+  numerics = dict(compute_dtype=compute_dtype, conv_impl=conv_impl)
   g = generator_fn(data_shape=data_shape, g_ch=g_ch, g_batch_norm=g_batch_norm,
                    g_spectral_norm=g_spectral_norm, bn_axis_name=bn_axis_name,
-                   num_classes=num_classes, compute_dtype=compute_dtype)
+                   num_classes=num_classes, **numerics)
   d = critic_fn(data_shape=data_shape, d_ch=d_ch, d_norm=d_norm, d_pool=d_pool,
-                d_out_bias=d_out_bias, num_classes=num_classes, head=head,
-                compute_dtype=compute_dtype)
+                d_out_bias=d_out_bias, num_classes=num_classes, head=head, **numerics)
   return g, d

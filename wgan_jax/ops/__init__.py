@@ -1,0 +1,1 @@
+"""Pure jnp operations without haiku (convolution algorithms)."""
