@@ -1,13 +1,14 @@
-"""wgan_jax against the independent PyTorch references of ../shared/perf, interleaved.
+"""wgan_jax against the independent PyTorch references of benchmarks/torch_reference/,
+interleaved.
 
   python -m benchmarks.vs_pytorch --torch_python=/tmp/venv_torch/bin/python \
-      [--workloads=toy,cnn1,cnn5,resnet5] [--rounds=2] [--perf_dir=../shared/perf]
+      [--workloads=toy,cnn1,cnn5,resnet5] [--rounds=2]
 
 For each workload the two sides run alternately, `--rounds` times each (on a shared 2-core
 machine every figure moves with the load, so both sides are measured in the same window),
 and one JSON line per workload gives both medians and the ratio jax / torch (> 1: wgan_jax
 faster). PyTorch runs with channels_last, its fastest layout on this CPU. Setup of the
-PyTorch side: see ../shared/perf/README.md.
+PyTorch side (its own virtual environment): benchmarks/torch_reference/README.md.
 """
 import json
 import os
@@ -17,11 +18,11 @@ import sys
 
 from absl import app, flags
 
-_TORCH_PYTHON = flags.DEFINE_string('torch_python', '/tmp/venv_torch/bin/python',
-                                    'Interpreter with torch==2.13.0 (see shared/perf/README).')
-_PERF_DIR = flags.DEFINE_string(
-    'perf_dir', os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'perf'),
-    'The PyTorch reference scripts.')
+_TORCH_PYTHON = flags.DEFINE_string(
+    'torch_python', '/tmp/venv_torch/bin/python',
+    'Interpreter with torch==2.13.0 (see benchmarks/torch_reference/README.md).')
+# The PyTorch reference scripts.
+TORCH_REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'torch_reference')
 _WORKLOADS = flags.DEFINE_list('workloads', ['toy', 'cnn1', 'cnn5', 'resnet5'], 'What to run.')
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Alternating runs per side.')
 
@@ -55,7 +56,8 @@ def run_jax(args, steps) -> dict:
 
 
 def run_torch(args, key) -> float:
-  cmd = [_TORCH_PYTHON.value, os.path.join(_PERF_DIR.value, args[0]), '--threads', '2', *args[1:]]
+  cmd = [_TORCH_PYTHON.value, os.path.join(TORCH_REFERENCE_DIR, args[0]), '--threads', '2',
+         *args[1:]]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True)
   value = _last_json(out.stdout)
   for k in key:
