@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests import configs_loader
-from wgan_jax import config_lib
+from wgan_jax import checkpoint, config_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.ops import conv
 
@@ -176,3 +176,16 @@ def test_bad_conv_impl_is_one_line_and_exit_2(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       "error: unknown model.conv_impl 'cudnn'; valid: auto, xla, im2col, winograd"]
   assert not workdir.exists()
+
+
+def test_a_workdir_may_switch_or_lack_conv_impl():
+  """model.conv_impl changes float rounding, not the model: a config saved without it (or
+  with another algorithm) resumes."""
+  current = config_lib.base_config().to_dict()
+  saved = config_lib.base_config().to_dict()
+  del saved['model']['conv_impl']
+  assert checkpoint.config_differences(saved, current) == []
+  saved['model']['conv_impl'] = 'xla'
+  assert checkpoint.config_differences(saved, current) == []
+  saved['model']['d_ch'] = 64
+  assert checkpoint.config_differences(saved, current) == ['model.d_ch']
