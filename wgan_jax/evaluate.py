@@ -4,8 +4,8 @@ Evaluates a checkpoint of a training run (the latest, or --step) with the image 
 wgan_jax.eval.image_eval, on its EMA generator where the run kept one. The settings are the
 run's `config.eval` with these flags overriding them: --metrics, --num_samples
 (eval.fid_num_samples), --is_num_samples, --swd_num_images, --intra_fid_num_samples,
---batch_size, --reference_stats, --inception_weights (and --data_dir for SWD's real images). The scores
-and their protocol are printed as one JSON line and written to <workdir>/scores.json,
+--batch_size, --reference_stats, --inception_weights (and --data_dir for SWD's real images).
+The scores and their protocol are printed as one JSON line and written to <workdir>/scores.json,
 metrics.jsonl and TensorBoard.
 """
 import json

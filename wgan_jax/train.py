@@ -305,8 +305,9 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
   """(run, state, step) of a workdir's checkpoint (the latest, or `step`), no data opened.
 
   The config is the one stored in the checkpoint (config.json for checkpoints saved before
-  configs were stored in them), in today's layout (config_lib.upgrade_eval). Without `step`, a checkpoint that does not read is skipped
-  with one warning line for the newest one that does.
+  configs were stored in them), in today's layout (config_lib.upgrade_eval). Without `step`,
+  a checkpoint that does not read is skipped with one warning line for the newest one that
+  does.
 
   Raises WorkdirError when the workdir has no such checkpoint, CheckpointError when it
   does not read (`step` given, or none reads) or holds NaN / inf values.

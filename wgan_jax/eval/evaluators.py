@@ -112,8 +112,7 @@ class SampleGrid(_Samples):
 
   def __init__(self, run, workdir: str, images=None):
     super().__init__(run, workdir, run.config.eval.num_images, images)
-    settings = run.config.eval
-    self.metrics_every_steps = settings.metrics_every_steps
+    self.metrics_every_steps = run.config.eval.metrics_every_steps
 
   def due(self, step: int) -> bool:
     return (every(step, self.every_steps, self.total_steps)
@@ -152,6 +151,6 @@ class ToyEvaluator(_Samples):
     plots.plot_toy(path, real=real, fake=fake,
                    critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
                    fake_labels=self.labels, title=f'{self.run.config.data.name}, step {step}')
-    if self.images is not None:
+    if self.images is not None:  # the figure as written, without decoding it otherwise
       self.to_tensorboard(step, read_png(path))
     return scores

@@ -14,9 +14,9 @@ Configured by `config.eval` (wgan_jax.config_lib.base_config):
 Samples come from the EMA generator where configured (state.sampling_params) with fixed noise
 (wgan_jax.rng.METRICS_STREAM: the same z at every evaluation); a conditional generator gets
 balanced labels (arange(n) % C). Every generated image is quantised to uint8 before any
-metric sees it (`quantize`), as the papers' evaluation code and image files hold them, and read back as the
-real images are (v / 127.5 - 1), so generated and real images reach Inception (and SWD) on
-the same 256 grey levels. The Inception Score's logits are pool3 @ W without the bias
+metric sees it (`quantize`), as the papers' evaluation code and image files hold them, and
+read back as the real images are (v / 127.5 - 1), so generated and real images reach
+Inception (and SWD) on the same 256 grey levels. The Inception Score's logits are pool3 @ W without the bias
 (eval/metrics.py). Intra-class FID (Miyato & Koyama 2018) is the mean over the reference's C
 classes of the FID between intra_fid_num_samples images generated for class c (the same z
 for every class) and the real images of class c (reference statistics made with
@@ -134,7 +134,8 @@ def check_files(settings, names, *, dataset: str, split: str = 'train') -> Optio
   if not settings.reference_stats:
     raise DataError(f'eval.metrics={",".join(names)} needs reference statistics: '
                     f'python -m wgan_jax.eval.reference_stats --dataset={dataset} --split=train '
-                    f'--weights={settings.inception_weights or "inception_fid.npz"} --out=FILE.npz, '
+                    f'--weights={settings.inception_weights or "inception_fid.npz"} '
+                    '--out=FILE.npz, '
                     'then --config.eval.reference_stats=FILE.npz')
   protocol = reference_stats.read_protocol(settings.reference_stats, dataset=dataset)
   if protocol.get('dataset') != dataset:
