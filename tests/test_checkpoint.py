@@ -217,6 +217,37 @@ def test_workdir_of_a_config_saved_before_a_model_key_existed_resumes_when_it_me
   checkpoint.check_resumable(str(workdir), config)
 
 
+def _with_evals_block(config: dict) -> dict:
+  """`config` as saved before the image-metric keys moved from `evals` into `eval`."""
+  old = json.loads(json.dumps(config))
+  eval_ = old.pop('eval')
+  old['eval'] = {'num_samples': eval_['num_samples'], 'num_images': eval_['num_images']}
+  old['evals'] = {'every_steps': 0, 'metrics': 'fid,kid', 'num_samples': 123,
+                  'is_num_samples': 50000, 'swd_num_images': 2048, 'batch_size': 100,
+                  'reference_stats': '', 'inception_weights': '', 'intra_fid_num_samples': 1000}
+  return old
+
+
+def test_workdir_of_a_config_saved_with_the_evals_block_resumes_and_loads(reference, tmp_path,
+                                                                         monkeypatch):
+  """A config.json / checkpoint config with the old `evals` block: the run resumes under
+  today's config (eval keys never change a run) and sample / evaluate read it in today's
+  layout (config_lib.upgrade_eval): evals.num_samples -> eval.fid_num_samples."""
+  from wgan_jax import config_lib
+  workdir = _copy(reference, tmp_path)
+  saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  old = _with_evals_block(saved)
+  upgraded = config_lib.upgrade_eval(old)
+  assert 'evals' not in upgraded and 'evals' in old  # a new dict
+  assert upgraded['eval'] == dict(saved['eval'], metrics='fid,kid', fid_num_samples=123)
+  monkeypatch.setattr(checkpoint, 'checkpoint_config', lambda workdir, step: old)
+  checkpoint.check_resumable(workdir, saved)
+  run, state, step = train.load_for_inference(workdir)
+  assert run.config.eval.fid_num_samples == 123 and 'evals' not in run.config
+  np.testing.assert_array_equal(sample.generate(run, state, num_samples=64, seed=1),
+                                reference[2][2])
+
+
 # ------------------------------------------------------------------------------------- faults
 def _copy(reference, tmp_path, name='run'):
   workdir = tmp_path / name

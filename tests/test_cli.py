@@ -122,5 +122,5 @@ def test_validate_allows_the_documented_zeros():
   from wgan_jax import config_lib
   config = configs_loader.load('wgan_gp', 'gaussians8,smoke', eval_every_steps=0,
                                g_batch_size=0, seed=0, ema_decay=0.0,
-                               **{'evals.every_steps': 0, 'lipschitz.gp_weight': 0.0})
+                               **{'eval.metrics_every_steps': 0, 'lipschitz.gp_weight': 0.0})
   config_lib.validate(config)

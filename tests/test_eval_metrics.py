@@ -100,10 +100,10 @@ def test_image_evaluator_quantises_fakes_and_scores_is_without_bias(tmp_path, mo
   A stand-in for Inception (pixels as pool3 features) keeps it cheap."""
   from wgan_jax.data import images as images_lib
   weights = testdata.write_weights(str(tmp_path / 'inception_fid.npz'), source_sha256=SHA)
-  config = _image_config(every_steps=1, metrics='is', is_num_samples=20, batch_size=10,
+  config = _image_config(metrics_every_steps=1, metrics='is', is_num_samples=20, batch_size=10,
                          inception_weights=weights)
   evaluator = image_eval.ImageEvaluator(run=train.Run(config, open_data=False),
-                                        evals=config.evals, workdir=None)
+                                        settings=config.eval, workdir=None)
   assert evaluator.protocol['fake_quantization'].startswith('uint8')
   pool3 = lambda images: 20.0 * images.reshape(len(images), -1)[:, :inception.FEATURE_DIM]
   seen = []
@@ -113,7 +113,7 @@ def test_image_evaluator_quantises_fakes_and_scores_is_without_bias(tmp_path, mo
 
   def score(images):
     evaluator.sample = lambda params, g_state, z: images[z[:, 0].astype(int)]
-    return evaluator(state, 1, write=False)['eval/is']
+    return evaluator.scores(state, 1)['eval/is']
 
   x = testdata.random_images(0, (20, 32, 32, 3))
   levels = images_lib.to_float(np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8))
@@ -243,8 +243,8 @@ def test_reference_stats_without_weights_is_one_line_before_reading_data(tmp_pat
 # ----------------------------------------------------------------------------- config checks
 
 
-def _image_config(**evals):
-  overrides = {f'evals.{k}': v for k, v in evals.items()}
+def _image_config(**settings):
+  overrides = {f'eval.{k}': v for k, v in settings.items()}
   return configs_loader.load('sngan', 'cifar10,smoke', total_steps=2, n_critic=1, batch_size=4,
                              ema_decay=0.9, **overrides)
 
@@ -253,29 +253,31 @@ def test_missing_files_fail_before_the_workdir_is_written(tmp_path, files):
   weights, stats = files
   workdir = tmp_path / 'run'
   cases = [
-      (dict(every_steps=1, inception_weights=str(tmp_path / 'none.npz'), reference_stats=stats),
-       errors.DataError, 'convert_inception'),
-      (dict(every_steps=1, inception_weights='', reference_stats=stats),
-       errors.DataError, 'evals.inception_weights'),
-      (dict(every_steps=1, inception_weights=weights, reference_stats=''),
+      (dict(metrics_every_steps=1, inception_weights=str(tmp_path / 'none.npz'),
+            reference_stats=stats), errors.DataError, 'convert_inception'),
+      (dict(metrics_every_steps=1, inception_weights='', reference_stats=stats),
+       errors.DataError, 'eval.inception_weights'),
+      (dict(metrics_every_steps=1, inception_weights=weights, reference_stats=''),
        errors.DataError, 'wgan_jax.eval.reference_stats --dataset=cifar10'),
-      (dict(every_steps=1, metrics='fid,lpips', inception_weights=weights,
+      (dict(metrics_every_steps=1, fid_num_samples=1, inception_weights=weights,
+            reference_stats=stats), errors.ConfigError, 'eval.fid_num_samples must be >= 2'),
+      (dict(metrics_every_steps=1, metrics='fid,lpips', inception_weights=weights,
             reference_stats=stats), errors.ConfigError, 'valid: fid, intra_fid, is, kid, swd'),
   ]
   with tfds.testing.mock_data(num_examples=16):
-    for evals, error, match in cases:
+    for settings, error, match in cases:
       with pytest.raises(error, match=match) as info:
-        train.train_and_evaluate(_image_config(**evals), str(workdir))
+        train.train_and_evaluate(_image_config(**settings), str(workdir))
       assert '\n' not in str(info.value)
       assert not workdir.exists()
   with pytest.raises(errors.DataError, match='are of dataset'):
-    image_eval.check_files(_image_config(inception_weights=weights, reference_stats=stats).evals,
+    image_eval.check_files(_image_config(inception_weights=weights, reference_stats=stats).eval,
                            ('fid',), dataset='mnist')
-  toy = configs_loader.load('wgan_gp', 'gaussians8,smoke', **{'evals.every_steps': 1})
+  toy = configs_loader.load('wgan_gp', 'gaussians8,smoke', **{'eval.metrics_every_steps': 1})
   with pytest.raises(errors.ConfigError, match='image data'):
     train.train_and_evaluate(toy, str(workdir))
   # Only SWD: no Inception files needed.
-  image_eval.validate(_image_config(every_steps=1, metrics='swd'), is_toy=False)
+  image_eval.validate(_image_config(metrics_every_steps=1, metrics='swd'), is_toy=False)
 
 
 # ----------------------------------------------------------------------------- trainer / CLI
@@ -297,7 +299,7 @@ def _generator_state(run, seed=0) -> GanState:
 
 def test_trainer_evaluator_and_evaluate_cli_core_agree(tmp_path, files, monkeypatch):
   weights, stats = files
-  config = _image_config(every_steps=2, metrics='fid,is,kid,swd', num_samples=8,
+  config = _image_config(metrics_every_steps=2, metrics='fid,is,kid,swd', fid_num_samples=8,
                          is_num_samples=10, swd_num_images=8, batch_size=4,
                          reference_stats=stats, inception_weights=weights)
   workdir, cli_workdir = tmp_path / 'run', tmp_path / 'cli'
@@ -308,10 +310,12 @@ def test_trainer_evaluator_and_evaluate_cli_core_agree(tmp_path, files, monkeypa
     run = train.Run(config)
     state = _generator_state(run)
     # The trainer's hook: due at every_steps and the last step, a flat record with protocol.
-    evaluator = train.Evaluator(run, str(workdir))
-    assert [s for s in range(1, 5) if evaluator.scores_due(s)] == [2, 4]
-    record = evaluator(state, 2, write_images=True)
     writer = MetricWriter(str(workdir), total_steps=2)
+    grid, metrics = train.make_evaluators(run, str(workdir), images=writer)
+    assert [s for s in range(1, 5) if metrics.due(s)] == [2, 4]
+    assert [s for s in range(1, 5) if grid.due(s)] == [2, 4]  # a grid with every score
+    assert grid(state, 2) == {}
+    record = metrics(state, 2)
     writer.start(0)
     writer.write(2, record)  # strings go to TensorBoard as text
     writer.close()
@@ -403,15 +407,15 @@ def test_intra_fid_of_a_conditional_generator(tmp_path, files):
   stats = _class_reference(tmp_path, weights)
   config = configs_loader.load(
       'sngan', 'cifar10,conditional,smoke', total_steps=2, n_critic=1, batch_size=4,
-      **{'evals.every_steps': 2, 'evals.metrics': 'fid,intra_fid', 'evals.num_samples': 4,
-         'evals.intra_fid_num_samples': 4, 'evals.batch_size': 4,
-         'evals.reference_stats': stats, 'evals.inception_weights': weights})
+      **{'eval.metrics_every_steps': 2, 'eval.metrics': 'fid,intra_fid',
+         'eval.fid_num_samples': 4, 'eval.intra_fid_num_samples': 4, 'eval.batch_size': 4,
+         'eval.reference_stats': stats, 'eval.inception_weights': weights})
   with tfds.testing.mock_data(num_examples=16):
     image_eval.validate(config, is_toy=False)
     run = train.Run(config)
   state = _generator_state(run)
   evaluator = image_eval.make_image_evaluator(run, str(tmp_path))
-  record = evaluator(state, 2)
+  record = evaluator.scores(state, 2)
   assert evaluator.labels.tolist() == [0, 1, 2, 3]
   reference = reference_stats.load(stats)
   features = inception.make_feature_fn(inception.load_params(weights).params, batch_size=4)
@@ -432,12 +436,12 @@ def test_intra_fid_of_a_conditional_generator(tmp_path, files):
 
 def test_intra_fid_errors(tmp_path, files):
   weights, stats = files
-  evals = {'evals.every_steps': 1, 'evals.metrics': 'intra_fid',
-           'evals.reference_stats': stats, 'evals.inception_weights': weights}
-  unconditional = configs_loader.load('sngan', 'cifar10,smoke', **evals)
+  settings = {'eval.metrics_every_steps': 1, 'eval.metrics': 'intra_fid',
+              'eval.reference_stats': stats, 'eval.inception_weights': weights}
+  unconditional = configs_loader.load('sngan', 'cifar10,smoke', **settings)
   with pytest.raises(errors.ConfigError, match='class-conditional generator'):
     image_eval.validate(unconditional, is_toy=False)
-  conditional = configs_loader.load('sngan', 'cifar10,conditional,smoke', **evals)
+  conditional = configs_loader.load('sngan', 'cifar10,conditional,smoke', **settings)
   with pytest.raises(errors.DataError, match='--per_class') as info:
     image_eval.validate(conditional, is_toy=False)
   assert '\n' not in str(info.value)

@@ -213,7 +213,7 @@ def test_mode_stats_hand_made():
 
 
 def test_mode_stats_matches_reference_formula_on_real_data():
-  """Same numbers as shared/perf/toy_wgan_gp.py's mode_stats (re-stated here)."""
+  """Same numbers as benchmarks/torch_reference/toy_wgan_gp.py's mode_stats (re-stated here)."""
   spec = toy.get_toy('gaussians8')
   x = toy.toy_eval_samples('gaussians8', seed=0, n=2000, index=0).astype(np.float64)
   x[:100] *= 0.5  # some low-quality samples

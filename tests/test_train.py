@@ -1,12 +1,13 @@
 """End to end: every config file on built-in data and on mock tfds images; the outputs."""
 import json
 import os
+import struct
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from wgan_jax import train
+from wgan_jax import data, train
 from tests import configs_loader
 
 CONFIG_FILES = ('wgan', 'wgan_gp', 'sngan')
@@ -15,6 +16,26 @@ CONFIG_FILES = ('wgan', 'wgan_gp', 'sngan')
 def _records(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [json.loads(line) for line in f]
+
+
+def _tensorboard_images(workdir) -> list:
+  """(tag, step, height, width) of every image summary in the workdir's event files, read
+  from the TFRecord framing (length, crc, Event proto, crc) with tensorboardX's protos."""
+  from tensorboardX.proto import event_pb2
+  out = []
+  for name in sorted(os.listdir(workdir)):
+    if not name.startswith('events.out.tfevents'):
+      continue
+    with open(os.path.join(workdir, name), 'rb') as f:
+      data = f.read()
+    i = 0
+    while i < len(data):
+      (length,) = struct.unpack('<Q', data[i:i + 8])
+      event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+      i += 12 + length + 4
+      out += [(v.tag, event.step, v.image.height, v.image.width) for v in event.summary.value
+              if v.HasField('image') and v.image.encoded_image_string]
+  return out
 
 
 @pytest.mark.parametrize('file', CONFIG_FILES)
@@ -33,7 +54,8 @@ def test_config_trains_on_builtin_data(file, tmp_path):
   assert sorted(os.listdir(tmp_path / 'samples')) == ['step_0000002.png', 'step_0000004.png']
   with open(tmp_path / 'config.json') as f:
     assert json.load(f)['data']['name'] == 'gaussians8'
-  assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
+  # The toy figures also go to TensorBoard, as PNG images of the figure's size.
+  assert _tensorboard_images(tmp_path) == [('samples', 2, 500, 500), ('samples', 4, 500, 500)]
   if file == 'sngan':
     assert any(k.startswith('sigma/') for k in records[0])
   if file == 'wgan_gp':
@@ -48,6 +70,9 @@ def test_config_trains_on_mock_images(file, arg, tmp_path):
     last = train.train_and_evaluate(config, str(tmp_path))
   assert last['step'] == 2 and np.isfinite(last['d_loss']) and np.isfinite(last['g_loss'])
   assert os.listdir(tmp_path / 'samples') == ['step_0000002.png']
+  # The sample grid also goes to TensorBoard: 16 images (smoke eval.num_images) as 4 x 4.
+  size = 4 * data.data_shape(config.data.name)[0]
+  assert _tensorboard_images(tmp_path) == [('samples', 2, size, size)]
 
 
 def test_toy_quality_improves_with_training(tmp_path):
@@ -55,9 +80,10 @@ def test_toy_quality_improves_with_training(tmp_path):
   config = configs_loader.load('wgan_gp', 'gaussians8', total_steps=300, eval_every_steps=300,
                                log_every_steps=300, **{'eval.num_samples': 500})
   run = train.Run(config)
-  evaluator = train.Evaluator(run, str(tmp_path))
-  w1_init = evaluator(run.init_state(), 0, write_images=False)['eval/w1']
-  last = train.train_and_evaluate(config, str(tmp_path))
+  (evaluator,) = train.make_evaluators(run, str(tmp_path / 'init'))
+  assert evaluator.due(300) and not evaluator.due(299)
+  w1_init = evaluator(run.init_state(), 0)['eval/w1']
+  last = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert last['eval/w1'] < 0.6 * w1_init, (w1_init, last['eval/w1'])
 
 

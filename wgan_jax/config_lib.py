@@ -63,10 +63,12 @@ def base_config() -> ml_collections.ConfigDict:
       # winograd | im2col | xla; the same function up to float rounding. WGAN_JAX_CONV_IMPL,
       # when set, overrides it.
       conv_impl='auto'))
-  c.eval = ml_collections.ConfigDict(dict(num_samples=2000, num_images=64))
-  # Image metrics during training, see wgan_jax/eval/image_eval.py (every_steps 0: off).
-  c.evals = ml_collections.ConfigDict(dict(
-      every_steps=0, metrics='fid,is', num_samples=5000, is_num_samples=50000,
+  # Evaluation (wgan_jax/eval/evaluators.py), every eval_every_steps: eval.num_samples points
+  # scored on 2-D data, a grid of eval.num_images samples on images. Image metrics (FID, IS,
+  # ...: wgan_jax/eval/image_eval.py) every eval.metrics_every_steps (0: off).
+  c.eval = ml_collections.ConfigDict(dict(
+      num_samples=2000, num_images=64,
+      metrics_every_steps=0, metrics='fid,is', fid_num_samples=5000, is_num_samples=50000,
       swd_num_images=2048, batch_size=100, reference_stats='', inception_weights='',
       intra_fid_num_samples=1000))  # per class (conditional runs)
   c.log_every_steps = 100
@@ -181,6 +183,27 @@ def num_classes(c: ml_collections.ConfigDict, dataset_classes: int) -> int:
   _check(k >= dataset_classes, f'conditional.num_classes={k} is below the {dataset_classes} '
                                f'classes of {c.data.name!r} (0: the dataset\'s)')
   return k
+
+
+# The `evals` block of configs saved before it was merged into `eval`: old name -> new name
+# (the other keys kept theirs).
+OLD_EVALS_KEYS = {'every_steps': 'metrics_every_steps', 'num_samples': 'fid_num_samples'}
+
+
+def upgrade_eval(saved: dict) -> dict:
+  """A saved config (config.json, a checkpoint's config) in today's eval layout.
+
+  Configs saved before `eval` and `evals` were one block: `evals` moves into `eval`
+  (OLD_EVALS_KEYS renamed); eval keys a saved config lacks get base_config's values (off,
+  for the image metrics). Returns a new dict; `saved` is unchanged.
+  """
+  out = dict(saved)
+  evals = out.pop('evals', None) or {}
+  merged = base_config().eval.to_dict()
+  merged.update(out.get('eval') or {})
+  merged.update({OLD_EVALS_KEYS.get(k, k): v for k, v in evals.items()})
+  out['eval'] = merged
+  return out
 
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:

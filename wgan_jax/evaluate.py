@@ -2,10 +2,10 @@
 
 Evaluates a checkpoint of a training run (the latest, or --step) with the image metrics of
 wgan_jax.eval.image_eval, on its EMA generator where the run kept one. The settings are the
-run's `config.evals` with these flags overriding them: --metrics, --num_samples,
---is_num_samples, --swd_num_images, --intra_fid_num_samples, --batch_size,
---reference_stats, --inception_weights (and --data_dir for SWD's real images). The scores
-and their protocol are printed as one JSON line and written to <workdir>/scores.json,
+run's `config.eval` with these flags overriding them: --metrics, --num_samples
+(eval.fid_num_samples), --is_num_samples, --swd_num_images, --intra_fid_num_samples,
+--batch_size, --reference_stats, --inception_weights (and --data_dir for SWD's real images).
+The scores and their protocol are printed as one JSON line and written to <workdir>/scores.json,
 metrics.jsonl and TensorBoard.
 """
 import json
@@ -15,20 +15,19 @@ import ml_collections
 
 from wgan_jax import cli
 
-OVERRIDES = ('metrics', 'num_samples', 'is_num_samples', 'swd_num_images', 'batch_size',
-             'intra_fid_num_samples', 'reference_stats', 'inception_weights')
+# Flag -> config.eval key of the settings the flags override.
+OVERRIDES = {'metrics': 'metrics', 'num_samples': 'fid_num_samples',
+             'is_num_samples': 'is_num_samples', 'swd_num_images': 'swd_num_images',
+             'batch_size': 'batch_size', 'intra_fid_num_samples': 'intra_fid_num_samples',
+             'reference_stats': 'reference_stats', 'inception_weights': 'inception_weights'}
 
 
-def evals_config(config, **overrides) -> ml_collections.ConfigDict:
-  """config.evals (base_config's defaults where the run's config predates them) + overrides."""
-  from wgan_jax import config_lib  # pylint: disable=import-outside-toplevel
-  evals = config_lib.base_config().evals
-  saved = config.get('evals')
-  if saved is not None:
-    evals.update(saved.to_dict() if hasattr(saved, 'to_dict') else dict(saved))
-  evals.update({k: v for k, v in overrides.items() if v is not None})
-  evals.every_steps = 1  # evaluate now (the trainer's schedule does not apply)
-  return evals
+def eval_settings(config, **overrides) -> ml_collections.ConfigDict:
+  """A copy of config.eval with the flags' `overrides` (keyed by flag name, None: unset)."""
+  settings = ml_collections.ConfigDict(config.eval.to_dict())
+  settings.update({OVERRIDES[k]: v for k, v in overrides.items() if v is not None})
+  settings.metrics_every_steps = 1  # evaluate now (the trainer's schedule does not apply)
+  return settings
 
 
 def _append_metrics(workdir: str, step: int, record: dict) -> None:
@@ -51,7 +50,7 @@ def _append_metrics(workdir: str, step: int, record: dict) -> None:
     writer.close()
 
 
-def evaluate_state(run, state, step: int, workdir: Optional[str], *, evals=None,
+def evaluate_state(run, state, step: int, workdir: Optional[str], *, settings=None,
                    real_source=None) -> dict:
   """Scores of `state` (a GanState of `run`) with their protocol; written into `workdir`.
 
@@ -60,7 +59,7 @@ def evaluate_state(run, state, step: int, workdir: Optional[str], *, evals=None,
     state: the GanState to evaluate.
     step: its generator step (the key in scores.json).
     workdir: where scores.json, metrics.jsonl and TensorBoard events go (None: nowhere).
-    evals: the evaluation settings (default `evals_config(run.config)`).
+    settings: the evaluation settings (default `eval_settings(run.config)`).
     real_source: image source of SWD's real images (default run.source, else opened from
       run.config.data).
 
@@ -69,17 +68,17 @@ def evaluate_state(run, state, step: int, workdir: Optional[str], *, evals=None,
   """
   from wgan_jax import data  # pylint: disable=import-outside-toplevel
   from wgan_jax.eval import image_eval  # pylint: disable=import-outside-toplevel
-  evals = evals if evals is not None else evals_config(run.config)
+  settings = settings if settings is not None else eval_settings(run.config)
   if run.is_toy:
     from wgan_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
     raise ConfigError('wgan_jax.evaluate computes image metrics; this run trains on 2-D data '
                       '(its eval/w1 is in metrics.jsonl)')
-  names = image_eval.parse_metrics(evals.metrics)
+  names = image_eval.parse_metrics(settings.metrics)
   if 'swd' in names and real_source is None and getattr(run, 'source', None) is None:
     real_source = data.make_source(run.config.data, seed=run.config.seed)
-  evaluator = image_eval.ImageEvaluator(run=run, evals=evals, workdir=workdir,
+  evaluator = image_eval.ImageEvaluator(run=run, settings=settings, workdir=None,
                                         real_source=real_source)
-  scores = evaluator(state, step, write=False)
+  scores = evaluator.scores(state, step)
   scores['protocol']['checkpoint_step'] = int(step)
   if workdir:
     image_eval.write_scores(workdir, step, scores)
@@ -87,22 +86,16 @@ def evaluate_state(run, state, step: int, workdir: Optional[str], *, evals=None,
   return scores
 
 
-def _load_for_inference(workdir: str, step: Optional[int]):
-  """(run, state, step) of a workdir's checkpoint (wgan_jax.checkpoint or wgan_jax.train)."""
-  from wgan_jax import checkpoint, train  # pylint: disable=import-outside-toplevel
-  load = getattr(checkpoint, 'load_for_inference', None) or train.load_for_inference
-  return load(workdir, step=step)
-
-
 def evaluate_workdir(workdir: str, step: Optional[int] = None, *, data_dir: str = '',
                      **overrides) -> dict:
   """Loads a checkpoint of `workdir` and evaluates it (see `evaluate_state`)."""
-  run, state, step = _load_for_inference(workdir, step)
-  evals = evals_config(run.config, **overrides)
+  from wgan_jax import train  # pylint: disable=import-outside-toplevel
+  run, state, step = train.load_for_inference(workdir, step=step)
+  settings = eval_settings(run.config, **overrides)
   if data_dir:
     with run.config.unlocked():
       run.config.data.data_dir = data_dir
-  return evaluate_state(run, state, step, workdir, evals=evals)
+  return evaluate_state(run, state, step, workdir, settings=settings)
 
 
 def main(argv) -> None:

@@ -1,4 +1,5 @@
-"""Metrics out: metrics.jsonl, TensorBoard event files and a progress line on stdout."""
+"""Metrics out: metrics.jsonl, TensorBoard event files (scalars, text, the evaluators' images)
+and a progress line on stdout."""
 import json
 import math
 import time
@@ -78,6 +79,11 @@ class MetricWriter:
     print(f'step {step}/{self.total_steps}  {shown}  |  {rate:.2f} steps/s  '
           f'ETA {_format_duration(eta)}', flush=True)
     return record
+
+  def image(self, step: int, tag: str, pixels) -> None:
+    """Writes an image (uint8 [H, W, C], C = 1 or 3) of generator step `step` to TensorBoard."""
+    if self.enabled:
+      self._tb.add_image(tag, pixels, step, dataformats='HWC')
 
   def close(self) -> None:
     if self.enabled:

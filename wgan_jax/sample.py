@@ -64,24 +64,18 @@ def parse_labels(spec, *, num_classes: int, num_samples: int):
 
 
 def generate_chunks(run, state, *, num_samples: int, seed: int, labels=None):
-  """Yields float32 sample chunks [<= BATCH, ...] (n in all: len(labels), else num_samples):
-  chunk c from z ~ N(0, I) drawn from fold_in(PRNGKey(seed), c); conditional runs take
-  labels int [n]."""
-  import jax
-  import numpy as np
-
+  """Float32 sample chunks [<= BATCH, ...] (n in all: len(labels), else num_samples):
+  chunk c from z ~ N(0, I) drawn from fold_in(PRNGKey(seed), c) (wgan_jax.rng.sample_key);
+  conditional runs take labels int [n]."""
+  from wgan_jax import rng
   from wgan_jax import step as step_lib
-  from wgan_jax.state import sampling_params
+  from wgan_jax.eval.evaluators import generate as generate_batches
+
+  def noise(c: int, start: int, stop: int):
+    return step_lib.sample_z(rng.sample_key(seed, c), BATCH, run.models.z_dim)[:stop - start]
 
   n = num_samples if labels is None else len(labels)
-  key = jax.random.PRNGKey(seed)
-  sample = run.sample_fn()
-  params = sampling_params(state)
-  for c, i in enumerate(range(0, n, BATCH)):
-    m = min(BATCH, n - i)
-    z = step_lib.sample_z(jax.random.fold_in(key, c), BATCH, run.models.z_dim)[:m]
-    extra = () if labels is None else (labels[i:i + m],)
-    yield np.asarray(sample(params, state.g_state, z, *extra))
+  return generate_batches(run.sample_fn(), state, noise, batch_size=BATCH, labels=labels, n=n)
 
 
 def generate(run, state, *, num_samples: int, seed: int, labels=None):

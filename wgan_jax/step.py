@@ -9,7 +9,7 @@ Shape glossary:
          runs also {'label': int32 [K, B]}
   C      number of classes (conditional runs)
 
-Randomness: the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
+Randomness (wgan_jax.rng): the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
 update (noise z and interpolation weights) and one for the generator update. A resumed run
 therefore draws exactly the numbers of an uninterrupted one.
 
@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import optax
 
 from wgan_jax import lipschitz
+from wgan_jax.rng import LABEL_STREAM, step_key
 from wgan_jax.losses import GanLoss
 from wgan_jax.parallel import local_slice, mean_over_devices
 from wgan_jax.state import GanState
@@ -74,9 +75,6 @@ class StepConfig(NamedTuple):
   critic_unroll: int = 1           # lax.scan unroll of the critic updates
   acgan_d_weight: float = 1.0      # critic's auxiliary-classifier loss weight (acgan head)
   acgan_g_weight: float = 1.0      # generator's auxiliary-classifier loss weight (acgan head)
-
-
-LABEL_STREAM = 0x1AB  # folded into a critic update's / the G update's key for fake labels
 
 
 class CriticSchedule(NamedTuple):
@@ -116,11 +114,6 @@ def critic_updates_before(step: int, s: CriticSchedule) -> int:
   """The critic updates of steps 0 .. step - 1 (closed form): the data position of step."""
   warm = warmup_steps_before(step, s)
   return (step - warm) * s.n_critic + warm * s.warmup
-
-
-def step_key(seed: int, step) -> jax.Array:
-  """The PRNG key of generator step `step`."""
-  return jax.random.fold_in(jax.random.PRNGKey(seed), step)
 
 
 def sample_z(key, n: int, z_dim: int) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Orchestration only: config -> data -> models -> state -> step -> loop with hooks."""
+"""Orchestration only: config -> data -> models -> state -> step -> loop with evaluators."""
 import signal
 from typing import Optional
 
@@ -6,16 +6,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, parallel, plots
+from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, parallel
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax import workdir as workdir_lib
 from wgan_jax.errors import CheckpointError, Diverged, Fault, WorkdirError
-from wgan_jax.eval import image_eval, toy as toy_eval
+from wgan_jax.eval import evaluators as evaluators_lib, image_eval
+from wgan_jax.eval.evaluators import every
 from wgan_jax.metrics_writer import MetricWriter
-from wgan_jax.state import GanState, sampling_params
-
-EVAL_STREAM = 0x5EED  # folded into the seed for evaluation noise (fixed across evals)
+from wgan_jax.state import GanState
 
 
 class Run:
@@ -124,56 +123,14 @@ class Run:
     return jax.jit(lambda p, s, x: d_apply(p, s, None, x, update_stats=False)[0])
 
 
-def _batched(fn, params, state, xs, batch: int = 1024, labels=None):
-  extra = (lambda i: ()) if labels is None else (lambda i: (labels[i:i + batch],))
-  return np.concatenate([np.asarray(fn(params, state, xs[i:i + batch], *extra(i)))
-                         for i in range(0, len(xs), batch)])
-
-
-class Evaluator:
-  """Samples, metrics and figures at eval steps (toy: W1, mode coverage, critic contour)."""
-
-  def __init__(self, run: Run, workdir: str):
-    self.run = run
-    self.sample_dir = workdir_lib.path(workdir, 'samples')
-    self.sample = run.sample_fn()
-    self.critic = run.critic_fn()
-    cfg = run.config
-    n = cfg.eval.num_samples if run.is_toy else cfg.eval.num_images
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM)
-    self.z = step_lib.sample_z(key, n, run.models.z_dim)
-    self.labels = run.eval_labels(n)  # balanced classes (conditional runs), else None
-    self.image_eval = image_eval.make_image_evaluator(run, workdir)  # None unless config.evals
-
-  def scores_due(self, step: int) -> bool:
-    return self.image_eval is not None and self.image_eval.due(step)
-
-  def __call__(self, state: GanState, step: int, write_images: bool) -> dict:
-    """Scores of the canonical `state` at `step` (the chief process calls this)."""
-    state = parallel.local_copy(state)
-    fake = _batched(self.sample, sampling_params(state), state.g_state, self.z,
-                    labels=self.labels)
-    if not self.run.is_toy:
-      if write_images:
-        self.sample_dir.mkdir(parents=True, exist_ok=True)
-        plots.save_image_grid(self.sample_dir / f'step_{step:07d}.png', fake)
-      if self.scores_due(step):
-        return image_eval.flat_record(self.image_eval(state, step, write=write_images))
-      return {}
-    real = self.run.source.eval_real(len(fake), index=step)
-    scores = toy_eval.evaluate_toy(fake, real, spec=self.run.source.spec)
-    if self.labels is not None and self.run.source.spec.centers is not None:
-      scores.update(toy_eval.mode_accuracy(fake, self.labels, centers=self.run.source.spec.centers,
-                                           std=self.run.source.spec.std))
-    if write_images:
-      xs, ys, grid = plots.toy_grid(real, fake)
-      values = _batched(self.critic, state.d_params, state.d_state, grid)
-      self.sample_dir.mkdir(parents=True, exist_ok=True)
-      plots.plot_toy(self.sample_dir / f'step_{step:07d}.png', real=real, fake=fake,
-                     critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
-                     fake_labels=self.labels,
-                     title=f'{self.run.config.data.name}, step {step}')
-    return scores
+def make_evaluators(run: Run, workdir: str, images=None) -> list:
+  """The evaluators of the run's config (wgan_jax.eval.evaluators), in the order their
+  scalars are logged: the toy evaluation (2-D data) or the sample grid (images), then the
+  image metrics where eval.metrics_every_steps > 0. images: where their figures go in
+  TensorBoard (a MetricWriter), or None."""
+  first = evaluators_lib.ToyEvaluator if run.is_toy else evaluators_lib.SampleGrid
+  metrics = image_eval.make_image_evaluator(run, workdir)
+  return [first(run, workdir, images=images)] + ([metrics] if metrics is not None else [])
 
 
 FINITE_KEY = 'all_finite'  # the step's finiteness flag (wgan_jax.step), checked, not logged
@@ -194,11 +151,6 @@ class Preempted(Fault):
                      f'resume')
     self.step = step
     self.exit_code = 128 + int(signum)
-
-
-def _every(step: int, every: int, total: int) -> bool:
-  """Whether `step` is due (every `every` steps and the last step); every = 0: never."""
-  return every > 0 and (step % every == 0 or step == total)
 
 
 def _sync_processes(name: str) -> None:
@@ -295,7 +247,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
   config, strategy = run.config, run.strategy
   total = config.total_steps
   train_step_at = run.train_steps()  # by step: the critic schedule's K
-  evaluator = Evaluator(run, workdir)
+  evaluators = make_evaluators(run, workdir, images=writer)
   pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
   last = {}
   batch = run.batch(start) if start < total else None
@@ -324,17 +276,18 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
         pending = None
       if done < total:
         batch = run.batch(done)  # overlaps with the step running on the device
-      if _every(done, config.log_every_steps, total):
+      if every(done, config.log_every_steps, total):
         pending = (done, strategy.metrics(metrics))
-      is_eval = _every(done, config.eval_every_steps, total) or evaluator.scores_due(done)
+      due = [e for e in evaluators if e.due(done)]
       stop = watcher.requested  # read once: a signal arriving later is handled next step
-      is_save = _every(done, config.checkpoint_every_steps, total) or bool(stop)
-      if is_eval or is_save:  # a synchronous moment anyway: check, log, then save
+      is_save = every(done, config.checkpoint_every_steps, total) or bool(stop)
+      if due or is_save:  # a synchronous moment anyway: check, log, then save
         current = check_finite(done, _to_host(strategy.metrics(metrics)), device_state)
         state = strategy.to_canonical(device_state)
         record = current if pending is not None else {}
-        if is_eval and is_chief:
-          record.update(evaluator(state, done, write_images=True))
+        if is_chief:
+          for evaluator in due:
+            record.update(evaluator(state, done))
         if record:
           last = writer.write(done, record)
         pending = None
@@ -352,8 +305,9 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
   """(run, state, step) of a workdir's checkpoint (the latest, or `step`), no data opened.
 
   The config is the one stored in the checkpoint (config.json for checkpoints saved before
-  configs were stored in them). Without `step`, a checkpoint that does not read is skipped
-  with one warning line for the newest one that does.
+  configs were stored in them), in today's layout (config_lib.upgrade_eval). Without `step`,
+  a checkpoint that does not read is skipped with one warning line for the newest one that
+  does.
 
   Raises WorkdirError when the workdir has no such checkpoint, CheckpointError when it
   does not read (`step` given, or none reads) or holds NaN / inf values.
@@ -382,7 +336,7 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
                                 f'there is no {checkpoint.CONFIG_FILE}')
         key = repr(sorted(checkpoint.flatten_config(saved).items()))
         if key not in runs:
-          config = ml_collections.ConfigDict(saved)
+          config = ml_collections.ConfigDict(config_lib.upgrade_eval(saved))
           config.parallel.strategy = 'single'  # inference is local, on any device count
           runs[key] = Run(config, open_data=False)
         run = runs[key]

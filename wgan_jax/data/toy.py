@@ -17,7 +17,7 @@ Shapes:
   labels  int32 [n]: index of the mode a point was drawn from (zeros without modes)
 
 Randomness is keyed, never streamed: training batch `step` uses
-`np.random.default_rng([seed, step, STREAM_TRAIN])`, so it does not depend on earlier steps
+`np.random.default_rng([seed, step, TOY_TRAIN_STREAM])`, so it does not depend on earlier steps
 and a resumed run sees bit-identical data.
 """
 import math
@@ -26,9 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from wgan_jax import registry
-
-STREAM_TRAIN = 0
-STREAM_EVAL = 1
+from wgan_jax.rng import TOY_EVAL_STREAM, TOY_TRAIN_STREAM
 
 _G8_SCALE = 2.0
 _G8_STD = 0.02
@@ -146,7 +144,7 @@ def toy_batches(name: str, *, seed: int, step: int,
   """
   spec = get_toy(name)
   shape = tuple(int(s) for s in shape)
-  rng = np.random.default_rng([seed, step, STREAM_TRAIN])
+  rng = np.random.default_rng([seed, step, TOY_TRAIN_STREAM])
   points, labels = spec.sample(rng, math.prod(shape))
   return points.reshape(shape + (2,)), labels.reshape(shape)
 
@@ -164,6 +162,6 @@ def toy_eval_samples(name: str, *, seed: int, n: int, index: int) -> np.ndarray:
     float32 [n, 2] points.
   """
   spec = get_toy(name)
-  rng = np.random.default_rng([seed, index, STREAM_EVAL])
+  rng = np.random.default_rng([seed, index, TOY_EVAL_STREAM])
   points, _ = spec.sample(rng, n)
   return points

@@ -1,9 +1,9 @@
 """FID, IS, KID and SWD of a generator on image data, with the protocol of every score.
 
-Configured by `config.evals` (wgan_jax.config_lib.base_config):
-  every_steps        evaluate every this many generator steps and at the last step (0: off)
+Configured by `config.eval` (wgan_jax.config_lib.base_config):
+  metrics_every_steps  evaluate every this many generator steps and at the last step (0: off)
   metrics            comma-separated subset of fid, is, kid, swd, intra_fid
-  num_samples        generated images for FID, KID (5000, SNGAN: 5k fake vs 10k real)
+  fid_num_samples    generated images for FID, KID (5000, SNGAN: 5k fake vs 10k real)
   intra_fid_num_samples  generated images per class for intra-class FID (conditional runs)
   is_num_samples     generated images for IS, in 10 splits (50000 = SNGAN's 10 x 5000)
   swd_num_images     generated and real images for SWD (real: the training split)
@@ -12,11 +12,11 @@ Configured by `config.evals` (wgan_jax.config_lib.base_config):
   inception_weights  .npz of python -m wgan_jax.eval.convert_inception (fid, is, kid)
 
 Samples come from the EMA generator where configured (state.sampling_params) with fixed noise
-(the same z at every evaluation); a conditional generator gets balanced labels
-(arange(n) % C). Every generated image is quantised to uint8 before any metric sees it
-(`quantize`), as the papers' evaluation code and image files hold them, and read back as the
-real images are (v / 127.5 - 1), so generated and real images reach Inception (and SWD) on
-the same 256 grey levels. The Inception Score's logits are pool3 @ W without the bias
+(wgan_jax.rng.METRICS_STREAM: the same z at every evaluation); a conditional generator gets
+balanced labels (arange(n) % C). Every generated image is quantised to uint8 before any
+metric sees it (`quantize`), as the papers' evaluation code and image files hold them, and
+read back as the real images are (v / 127.5 - 1), so generated and real images reach
+Inception (and SWD) on the same 256 grey levels. The Inception Score's logits are pool3 @ W without the bias
 (eval/metrics.py). Intra-class FID (Miyato & Koyama 2018) is the mean over the reference's C
 classes of the FID between intra_fid_num_samples images generated for class c (the same z
 for every class) and the real images of class c (reference statistics made with
@@ -32,15 +32,15 @@ from typing import Optional
 import jax
 import numpy as np
 
-from wgan_jax import registry
+from wgan_jax import parallel, registry, rng
 from wgan_jax.errors import ConfigError, DataError
 from wgan_jax.eval import fid, metrics as metrics_lib, swd as swd_lib
+from wgan_jax.eval.evaluators import every, generate
 
 SCORES_FILE = 'scores.json'
 # Recorded with every score (protocol): how generated images and IS logits are formed.
 FAKE_QUANTIZATION = 'uint8 floor(clip(127.5 x + 127.5, 0, 255))'
 IS_LOGITS = 'pool3 @ fc.w (no bias)'
-EVAL_STREAM = 0x5EED + 1  # folded into the seed for the evaluation noise (fixed across evals)
 METRICS = {  # name -> (needs Inception weights, needs reference statistics)
     'fid': (True, True),
     'is': (True, False),
@@ -67,9 +67,9 @@ def parse_metrics(spec: str) -> tuple[str, ...]:
   """'fid,is' -> ('fid', 'is'); ConfigError naming an unknown metric and the valid ones."""
   names = tuple(dict.fromkeys(t.strip() for t in str(spec).split(',') if t.strip()))
   for name in names:
-    registry.lookup(METRICS, name, 'evals.metrics entry')
+    registry.lookup(METRICS, name, 'eval.metrics entry')
   if not names:
-    raise ConfigError(f'evals.metrics is empty; valid: {", ".join(METRICS)}')
+    raise ConfigError(f'eval.metrics is empty; valid: {", ".join(METRICS)}')
   return names
 
 
@@ -77,83 +77,79 @@ def _needs(names) -> tuple[bool, bool]:
   return any(METRICS[n][0] for n in names), any(METRICS[n][1] for n in names)
 
 
-def enabled(config) -> bool:
-  """Whether config.evals asks for image evaluation during training."""
-  evals = config.get('evals')
-  return evals is not None and evals.every_steps > 0
-
-
 def validate(config, *, is_toy: bool) -> None:
-  """Raises ConfigError / DataError (one line) before anything is written, when evals are on.
+  """Raises ConfigError / DataError (one line) before anything is written, when the image
+  metrics are on (eval.metrics_every_steps > 0).
 
-  Checks the values of config.evals, and that the Inception weights and reference
+  Checks the metric settings of config.eval, and that the Inception weights and reference
   statistics the requested metrics need exist, are the right kind of file, agree on the
   Inception weights and were computed on config.data.name.
   """
-  evals = config.get('evals')
-  if evals is None:
-    return
-  if evals.every_steps < 0:
-    raise ConfigError(f'evals.every_steps must be >= 0 (0: off), got {evals.every_steps}')
-  if evals.every_steps == 0:
+  settings = config.eval
+  if settings.metrics_every_steps < 0:
+    raise ConfigError(f'eval.metrics_every_steps must be >= 0 (0: off), got '
+                      f'{settings.metrics_every_steps}')
+  if settings.metrics_every_steps == 0:
     return
   if is_toy:
-    raise ConfigError('evals (FID / IS / KID / SWD) are for image data; built-in 2-D data is '
-                      'evaluated by eval/w1 every eval_every_steps: set evals.every_steps=0')
-  names = parse_metrics(evals.metrics)
-  for key, low in (('num_samples', 2), ('batch_size', 1)):
-    if evals[key] < low:
-      raise ConfigError(f'evals.{key} must be >= {low}, got {evals[key]}')
-  if 'is' in names and evals.is_num_samples < metrics_lib.IS_SPLITS:
-    raise ConfigError(f'evals.is_num_samples must be >= {metrics_lib.IS_SPLITS} (IS splits), '
-                      f'got {evals.is_num_samples}')
-  if 'swd' in names and evals.swd_num_images < 2:
-    raise ConfigError(f'evals.swd_num_images must be >= 2, got {evals.swd_num_images}')
+    raise ConfigError('image metrics (FID / IS / KID / SWD) are for image data; built-in 2-D '
+                      'data is evaluated by eval/w1 every eval_every_steps: set '
+                      'eval.metrics_every_steps=0')
+  names = parse_metrics(settings.metrics)
+  for key, low in (('fid_num_samples', 2), ('batch_size', 1)):
+    if settings[key] < low:
+      raise ConfigError(f'eval.{key} must be >= {low}, got {settings[key]}')
+  if 'is' in names and settings.is_num_samples < metrics_lib.IS_SPLITS:
+    raise ConfigError(f'eval.is_num_samples must be >= {metrics_lib.IS_SPLITS} (IS splits), '
+                      f'got {settings.is_num_samples}')
+  if 'swd' in names and settings.swd_num_images < 2:
+    raise ConfigError(f'eval.swd_num_images must be >= 2, got {settings.swd_num_images}')
   if 'intra_fid' in names:
     conditional = config.get('conditional')
     if conditional is None or conditional.method == 'none':
-      raise ConfigError('evals.metrics intra_fid scores a class-conditional generator; set '
+      raise ConfigError('eval.metrics intra_fid scores a class-conditional generator; set '
                         'conditional.method (e.g. the config argument conditional or acgan) '
                         'or drop intra_fid')
-    if evals.intra_fid_num_samples < 2:
-      raise ConfigError('evals.intra_fid_num_samples (per class) must be >= 2, got '
-                        f'{evals.intra_fid_num_samples}')
-  check_files(evals, names, dataset=config.data.name, split=config.data.split)
+    if settings.intra_fid_num_samples < 2:
+      raise ConfigError('eval.intra_fid_num_samples (per class) must be >= 2, got '
+                        f'{settings.intra_fid_num_samples}')
+  check_files(settings, names, dataset=config.data.name, split=config.data.split)
 
 
-def check_files(evals, names, *, dataset: str, split: str = 'train') -> Optional[dict]:
+def check_files(settings, names, *, dataset: str, split: str = 'train') -> Optional[dict]:
   """Checks the weights / reference files `names` need; returns the reference protocol."""
   from wgan_jax.eval import inception, reference_stats  # pylint: disable=import-outside-toplevel
   needs_weights, needs_reference = _needs(names)
   sha = None
   if needs_weights:
-    if not evals.inception_weights:
-      raise DataError(f'evals.metrics={",".join(names)} needs the FID Inception weights: '
+    if not settings.inception_weights:
+      raise DataError(f'eval.metrics={",".join(names)} needs the FID Inception weights: '
                       f'download {inception.WEIGHTS_FILE} ({inception.WEIGHTS_URL}), convert it '
                       f'with python -m wgan_jax.eval.convert_inception --torch_weights='
                       f'{inception.WEIGHTS_FILE} --out=inception_fid.npz and pass '
-                      '--config.evals.inception_weights=inception_fid.npz')
-    sha = inception.check_weights_file(evals.inception_weights)
+                      '--config.eval.inception_weights=inception_fid.npz')
+    sha = inception.check_weights_file(settings.inception_weights)
   if not needs_reference:
     return None
-  if not evals.reference_stats:
-    raise DataError(f'evals.metrics={",".join(names)} needs reference statistics: '
+  if not settings.reference_stats:
+    raise DataError(f'eval.metrics={",".join(names)} needs reference statistics: '
                     f'python -m wgan_jax.eval.reference_stats --dataset={dataset} --split=train '
-                    f'--weights={evals.inception_weights or "inception_fid.npz"} --out=FILE.npz, '
-                    'then --config.evals.reference_stats=FILE.npz')
-  protocol = reference_stats.read_protocol(evals.reference_stats, dataset=dataset)
+                    f'--weights={settings.inception_weights or "inception_fid.npz"} '
+                    '--out=FILE.npz, '
+                    'then --config.eval.reference_stats=FILE.npz')
+  protocol = reference_stats.read_protocol(settings.reference_stats, dataset=dataset)
   if protocol.get('dataset') != dataset:
-    raise DataError(f'reference statistics {evals.reference_stats!r} are of dataset '
+    raise DataError(f'reference statistics {settings.reference_stats!r} are of dataset '
                     f'{protocol.get("dataset")!r}, but this run trains on {dataset!r}')
   if protocol.get('weights_sha256') != sha:
-    raise DataError(f'reference statistics {evals.reference_stats!r} were computed with other '
+    raise DataError(f'reference statistics {settings.reference_stats!r} were computed with other '
                     f'Inception weights (sha256 {str(protocol.get("weights_sha256"))[:12]}...) '
-                    f'than {evals.inception_weights!r} ({sha[:12]}...); recompute them')
+                    f'than {settings.inception_weights!r} ({sha[:12]}...); recompute them')
   if 'kid' in names and not protocol.get('num_kid_features'):
-    raise DataError(f'reference statistics {evals.reference_stats!r} hold no KID features; '
+    raise DataError(f'reference statistics {settings.reference_stats!r} hold no KID features; '
                     'recompute them with --num_kid_features > 0')
   if 'intra_fid' in names and not protocol.get('per_class'):
-    raise DataError(f'reference statistics {evals.reference_stats!r} hold no per-class '
+    raise DataError(f'reference statistics {settings.reference_stats!r} hold no per-class '
                     'statistics (intra_fid); recompute them with python -m '
                     f'wgan_jax.eval.reference_stats --dataset={dataset} --per_class '
                     '--num_samples=0 ...')
@@ -188,49 +184,49 @@ def flat_record(scores: dict) -> dict:
 class ImageEvaluator:
   """Computes the configured image metrics of a GanState (see the module docstring)."""
 
-  def __init__(self, *, run, evals, workdir: Optional[str], real_source=None):
+  def __init__(self, *, run, settings, workdir: Optional[str], real_source=None):
     """Loads the weights / statistics the metrics need.
 
     Args:
       run: a wgan_jax.train.Run (models, config, sample_fn).
-      evals: the config.evals ConfigDict.
+      settings: the config.eval block (metrics, fid_num_samples, batch_size, ...).
       workdir: where scores.json is written (None: not written).
       real_source: an image source for SWD's real images (default run.source).
     """
     from wgan_jax import step as step_lib  # pylint: disable=import-outside-toplevel
     from wgan_jax.eval import inception, reference_stats  # pylint: disable=import-outside-toplevel
     config = run.config
-    self.names = parse_metrics(evals.metrics)
-    self.every_steps = int(evals.every_steps)
+    self.names = parse_metrics(settings.metrics)
+    self.every_steps = int(settings.metrics_every_steps)
     self.total_steps = int(config.total_steps)
     self.workdir = workdir
-    self.batch_size = int(evals.batch_size)
+    self.batch_size = int(settings.batch_size)
     self.sample = run.sample_fn()
     needs_weights, needs_reference = _needs(self.names)
-    ref_protocol = check_files(evals, self.names, dataset=config.data.name,
+    ref_protocol = check_files(settings, self.names, dataset=config.data.name,
                                split=config.data.split)
-    self.num_fid = int(evals.num_samples) if {'fid', 'kid'} & set(self.names) else 0
-    self.num_is = int(evals.is_num_samples) if 'is' in self.names else 0
-    self.num_swd = int(evals.swd_num_images) if 'swd' in self.names else 0
+    self.num_fid = int(settings.fid_num_samples) if {'fid', 'kid'} & set(self.names) else 0
+    self.num_is = int(settings.is_num_samples) if 'is' in self.names else 0
+    self.num_swd = int(settings.swd_num_images) if 'swd' in self.names else 0
     n = max(self.num_fid, self.num_is, self.num_swd)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_STREAM)
+    key = rng.stream_key(config.seed, rng.METRICS_STREAM)
     self.z = step_lib.sample_z(key, n, run.models.z_dim)
     self.labels = run.eval_labels(n)  # balanced classes when conditional, else None
-    self.num_intra = int(evals.intra_fid_num_samples) if 'intra_fid' in self.names else 0
+    self.num_intra = int(settings.intra_fid_num_samples) if 'intra_fid' in self.names else 0
     self.z_intra = step_lib.sample_z(jax.random.fold_in(key, 1), self.num_intra,
                                      run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
                 'seed': int(config.seed), 'fake_quantization': FAKE_QUANTIZATION}
     self.features = None
     if needs_weights:
-      weights = inception.load_params(evals.inception_weights)
+      weights = inception.load_params(settings.inception_weights)
       self.features = inception.make_feature_fn(weights.params, batch_size=self.batch_size)
       self.is_weight = np.asarray(weights.params['fc']['w'])
       protocol.update(weights_sha256=weights.source_sha256, weights_file=inception.WEIGHTS_FILE,
                       resize=inception.RESIZE_METHOD)
     self.reference = None
     if needs_reference:
-      self.reference = reference_stats.load(evals.reference_stats)
+      self.reference = reference_stats.load(settings.reference_stats)
       protocol.update(num_fake=self.num_fid, num_real=int(ref_protocol['num_samples']),
                       reference_dataset=ref_protocol['dataset'],
                       reference_split=ref_protocol['split'],
@@ -247,7 +243,7 @@ class ImageEvaluator:
     if 'intra_fid' in self.names:
       ref = self.reference
       if run.num_classes < len(ref.class_mu):
-        raise DataError(f'reference statistics {evals.reference_stats!r} have '
+        raise DataError(f'reference statistics {settings.reference_stats!r} have '
                         f'{len(ref.class_mu)} classes, the generator {run.num_classes}')
       self.class_sqrt_sigma = [fid.psd_sqrt(s) for s in ref.class_sigma]
       protocol.update(intra_fid_num_classes=len(ref.class_mu),
@@ -267,46 +263,36 @@ class ImageEvaluator:
 
   def due(self, step: int) -> bool:
     """Whether `step` is an evaluation step (every `every_steps` and the last step)."""
-    return self.every_steps > 0 and (step % self.every_steps == 0 or step == self.total_steps)
+    return every(step, self.every_steps, self.total_steps)
 
-  def _sample(self, params, g_state, z, labels):
-    """Generated images, quantised (`quantize`)."""
-    extra = () if labels is None else (labels,)
-    return quantize(self.sample(params, g_state, z, *extra))
+  def _fakes(self, state, z, labels):
+    """Generated images in batches, quantised (`quantize`)."""
+    for fake in generate(self.sample, state, z, batch_size=self.batch_size, labels=labels):
+      yield quantize(fake)
 
   def _class_features(self, state, c: int) -> np.ndarray:
     """Inception features [intra_fid_num_samples, D] of images generated for class c."""
-    from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
-    params = sampling_params(state)
-    feats = []
-    for start in range(0, self.num_intra, self.batch_size):
-      z = self.z_intra[start:start + self.batch_size]
-      fake = self._sample(params, state.g_state, z, np.full(len(z), c, np.int32))
-      feats.append(self.features(fake)[0])
-    return np.concatenate(feats)
+    labels = np.full(self.num_intra, c, np.int32)
+    return np.concatenate([self.features(fake)[0]
+                           for fake in self._fakes(state, self.z_intra, labels)])
 
   def _generate(self, state):
     """Fake images through Inception in batches: (pool3 features, swd images)."""
-    from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
-    params = sampling_params(state)
     feats, images = [], []
     n_features = max(self.num_fid, self.num_is) if self.features is not None else 0
-    for start in range(0, len(self.z), self.batch_size):
-      end = start + self.batch_size
-      fake = self._sample(params, state.g_state, self.z[start:end],
-                          None if self.labels is None else self.labels[start:end])
+    start = 0
+    for fake in self._fakes(state, self.z, self.labels):
       if start < self.num_swd:
         images.append(fake[:self.num_swd - start])
       if start < n_features:
         feats.append(self.features(fake)[0])
+      start += len(fake)
     cat = lambda xs: np.concatenate(xs) if xs else None
     return cat(feats), cat(images)
 
-  def __call__(self, state, step: int, *, write: bool = True) -> dict:
-    """The scores of `state` at `step`: {'eval/<metric>': value, 'protocol': {...}}.
-
-    Writes them into <workdir>/scores.json when `write` and a workdir was given.
-    """
+  def scores(self, state, step: int) -> dict:
+    """The scores of `state`: {'eval/<metric>': value, 'protocol': {...}}; written into
+    <workdir>/scores.json when a workdir was given."""
     feats, images = self._generate(state)
     scores = {}
     if 'fid' in self.names:
@@ -330,21 +316,24 @@ class ImageEvaluator:
       scores.update({'eval/intra_fid': float(np.mean(per_class)),
                      'eval/intra_fid_max': float(np.max(per_class))})
     scores['protocol'] = dict(self.protocol)
-    if write and self.workdir:
+    if self.workdir:
       write_scores(self.workdir, step, scores)
     return scores
 
+  def __call__(self, state, step: int) -> dict:
+    """The trainer's record of `scores`: {'eval/<metric>': value, 'eval/protocol/<key>': ..}."""
+    return flat_record(self.scores(parallel.local_copy(state), step))
 
-def make_image_evaluator(run, workdir: Optional[str] = None,
-                         evals=None) -> Optional[ImageEvaluator]:
-  """The evaluator the trainer calls, or None when evals are off or the data is 2-D.
+
+def make_image_evaluator(run, workdir: Optional[str] = None) -> Optional[ImageEvaluator]:
+  """The evaluator of run.config.eval, or None when the image metrics are off
+  (eval.metrics_every_steps 0) or the data is 2-D.
 
   Args:
     run: a wgan_jax.train.Run.
     workdir: where scores.json is written.
-    evals: overrides run.config.evals.
   """
-  evals = evals if evals is not None else run.config.get('evals')
-  if evals is None or evals.every_steps <= 0 or run.is_toy:
+  settings = run.config.eval
+  if settings.metrics_every_steps <= 0 or run.is_toy:
     return None
-  return ImageEvaluator(run=run, evals=evals, workdir=workdir)
+  return ImageEvaluator(run=run, settings=settings, workdir=workdir)

@@ -1,6 +1,6 @@
 """Evaluation on the 2-D toy distributions (host side, NumPy / SciPy).
 
-The protocol is that of the PyTorch reference shared/perf/toy_wgan_gp.py:
+The protocol is that of the PyTorch reference benchmarks/torch_reference/toy_wgan_gp.py:
   * exact W1 (earth mover's distance, Euclidean ground cost) between equally many generated
     and fresh real samples;
   * a sample is high quality when it lies within 3 std of its nearest mode centre; a mode is
@@ -47,7 +47,7 @@ def exact_w1(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def mode_stats(x: np.ndarray, *, centers: np.ndarray, std: float) -> dict:
-  """Mode coverage and sample quality, as mode_stats in shared/perf/toy_wgan_gp.py.
+  """Mode coverage and sample quality, as mode_stats in benchmarks/torch_reference/toy_wgan_gp.py.
 
   Args:
     x: [n, 2] samples.

@@ -39,9 +39,9 @@ from wgan_jax import config_lib, lipschitz
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, toy_suite
+from wgan_jax.rng import PROBE_STREAM
 
 NEAR_DISTANCE = 1e-3
-PROBE_STREAM = 0x11B  # folded into the seed for the probe points
 
 
 class Settings(NamedTuple):

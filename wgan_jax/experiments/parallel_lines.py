@@ -65,12 +65,11 @@ from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, lines_theory
 from wgan_jax.registry import lookup
+from wgan_jax.rng import LINES_EVAL_STREAM, LINES_INIT_STREAM
 
 # The checks of issue 7 apply to thetas with |theta| in this range.
 CHECK_RANGE = (0.25, 2.0)
 DEFAULT_THETAS = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
-EVAL_STREAM = 0xE7A1  # folded into the seed for the evaluation samples
-INIT_STREAM = 0x1417  # folded into the seed for the critics' initialisation
 
 
 class MethodSpec(NamedTuple):
@@ -236,7 +235,7 @@ def evaluate(critic, carry, thetas, *, method: str, n: int, seed: int) -> list[f
                              update_stats=False)
     return estimate(scores[:n], scores[n:])
 
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM)
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), LINES_EVAL_STREAM)
   out = []
   for i, theta in enumerate(thetas):
     params, state = jax.tree.map(lambda a: a[i], (carry.d_params, carry.d_state))
@@ -251,7 +250,7 @@ def run(settings: Settings = Settings()) -> dict:
   init, train, critic, steps, lr = make_trainer(settings)
   thetas = jnp.asarray(settings.thetas, jnp.float32)
   # Every theta's critic starts from the same weights: the estimates differ only by theta.
-  init_key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), INIT_STREAM)
+  init_key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), LINES_INIT_STREAM)
   init_keys = jnp.stack([init_key] * len(settings.thetas))
   carry, d_loss = train(init(init_keys), thetas)
   estimates = evaluate(critic, carry, settings.thetas, method=settings.method,

@@ -93,11 +93,12 @@ def _check(settings: Settings) -> None:
 def run_pair(method: str, dataset: str, settings: Settings, out_dir: str) -> dict:
   """Trains and evaluates one pair; writes its figure; returns its table row.
 
-  The evaluation and the figure are the training loop's own (train.Evaluator at the last
+  The evaluation and the figure are the training loop's own (ToyEvaluator at the last
   step: W1 / modes on eval.num_samples points, the critic-contour plot), written to a
   scratch directory and moved to `<out_dir>/toy_<method>_<dataset>.png`.
   """
   from wgan_jax import train
+  from wgan_jax.eval import evaluators
   config = pair_config(method, dataset, settings)
   start = time.time()
   run = train.Run(config)
@@ -105,7 +106,7 @@ def run_pair(method: str, dataset: str, settings: Settings, out_dir: str) -> dic
   steps = config.total_steps
   figure = os.path.join(out_dir, f'toy_{method}_{dataset}.png')
   with tempfile.TemporaryDirectory() as scratch:
-    scores = train.Evaluator(run, scratch)(state, steps, write_images=True)
+    scores = evaluators.ToyEvaluator(run, scratch)(state, steps)
     shutil.move(os.path.join(scratch, 'samples', f'step_{steps:07d}.png'), figure)
   spec = run.source.spec
   row = {'method': method, 'dataset': dataset, 'w1': scores['eval/w1'],
