@@ -15,7 +15,7 @@ cycles through all classes.
 import os
 from typing import Optional
 
-from absl import app, flags
+from absl import flags
 
 from wgan_jax import cli
 
@@ -183,7 +183,6 @@ def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=N
 
 def main(argv):
   del argv
-  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   if not _WORKDIR.value or not _OUT.value:
     cli.fail('--workdir and --out are required, e.g. --workdir=runs/quickstart --out=s.png')
   if os.path.splitext(_OUT.value)[1] not in FORMATS:
@@ -194,29 +193,26 @@ def main(argv):
     cli.fail(f'--seed must be in [0, 2**32), got {_SEED.value}')
   out = _OUT.value
 
-  def sample():
-    check_out_path(out)  # before anything is loaded
-    plan = planned_count(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
-                         labels_spec=_LABELS.value)
-    if plan is not None:
-      check_size(out, count=plan[0], example_shape=plan[1])
-    from wgan_jax import train  # pylint: disable=import-outside-toplevel
-    run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
-    labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
-                          num_samples=_NUM_SAMPLES.value)
-    n = _NUM_SAMPLES.value if labels is None else len(labels)
-    if out.endswith('.npy'):
-      stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
-                                      labels=labels), shape=(n,) + tuple(run.data_shape))
-    else:
-      samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
-      write_samples(out, samples, is_toy=run.is_toy, labels=labels,
-                    ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
-                    title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
-    print(f'wrote {n} samples of step {step} to {out}')
-
-  cli.run_user_errors(sample)
+  check_out_path(out)  # before anything is loaded
+  plan = planned_count(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
+                       labels_spec=_LABELS.value)
+  if plan is not None:
+    check_size(out, count=plan[0], example_shape=plan[1])
+  from wgan_jax import train  # pylint: disable=import-outside-toplevel
+  run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
+  labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
+                        num_samples=_NUM_SAMPLES.value)
+  n = _NUM_SAMPLES.value if labels is None else len(labels)
+  if out.endswith('.npy'):
+    stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
+                                    labels=labels), shape=(n,) + tuple(run.data_shape))
+  else:
+    samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
+    write_samples(out, samples, is_toy=run.is_toy, labels=labels,
+                  ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
+                  title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
+  print(f'wrote {n} samples of step {step} to {out}')
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.entry(main)
