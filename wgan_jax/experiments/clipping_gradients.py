@@ -40,8 +40,9 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wgan_jax import losses
+from wgan_jax import cli, config_lib, losses, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common
@@ -78,7 +79,7 @@ def variant_config(file: str, overrides: dict, settings: Settings):
             'model.mlp_layers': settings.depth, 'model.g_mlp_layers': 3,
             'model.mlp_hidden': settings.hidden, 'log_every_steps': settings.log_every,
             'eval_every_steps': settings.steps, 'checkpoint_every_steps': settings.steps})
-  return common.load_config(file, settings.dataset, o)
+  return config_lib.load_config(file, settings.dataset, o)
 
 
 def layer_order(names: Sequence[str]) -> list[str]:
@@ -114,7 +115,6 @@ def make_measure(run):
 
 def run_variant(name: str, file: str, overrides: dict, settings: Settings) -> dict:
   """Trains one variant and records its per-layer gradient norms every log_every steps."""
-  from wgan_jax import train
   start = time.time()
   run = train.Run(variant_config(file, overrides, settings))
   measure = make_measure(run)
@@ -227,40 +227,32 @@ def summary(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
+FLAG_HELP = {
+    'clip_values': 'Comma-separated clipping thresholds c (empty: none).',
+    'gp': 'Also train the gradient-penalty critic.',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'depth': 'Hidden layers of the critic (the paper: 12).',
+    'hidden': 'Units per hidden layer (gan_toy.py: 512).',
+    'steps': 'Generator updates per variant.',
+    'log_every': 'Generator steps between measurements.',
+    'dataset': 'Toy dataset (the paper: swissroll).',
+    'seed': 'Random seed.',
+}
+
+
 def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('clip_values', ','.join(f'{c:g}' for c in d.clip_values),
-                      'Comma-separated clipping thresholds c (empty: none).')
-  flags.DEFINE_bool('gp', d.gp, 'Also train the gradient-penalty critic.')
-  flags.DEFINE_float('gp_weight', d.gp_weight, 'lambda of the gradient penalty.')
-  flags.DEFINE_integer('depth', d.depth, 'Hidden layers of the critic (the paper: 12).')
-  flags.DEFINE_integer('hidden', d.hidden, 'Units per hidden layer (gan_toy.py: 512).')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per variant.')
-  flags.DEFINE_integer('log_every', d.log_every, 'Generator steps between measurements.')
-  flags.DEFINE_string('dataset', d.dataset, 'Toy dataset (the paper: swissroll).')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_string('out_dir', 'runs/clipping_gradients', 'Directory for the JSON and figure.')
+  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/clipping_gradients')
 
 
 def main(argv) -> None:
   del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    clips = common.parse_floats(f.clip_values, 'clip_values') if f.clip_values.strip() else ()
-    settings = Settings(clip_values=clips, gp=f.gp, gp_weight=f.gp_weight, depth=f.depth,
-                        hidden=f.hidden, steps=f.steps, log_every=f.log_every,
-                        dataset=f.dataset, seed=f.seed)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings)
-    write_outputs(result, out_dir)
-    common.emit(summary(result))
-
-  common.run_main(body)
+  settings = common.settings_from_flags(Settings, FLAG_HELP, empty_ok=('clip_values',))
+  _check(settings)
+  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
+  result = run(settings)
+  write_outputs(result, out_dir)
+  common.emit(summary(result))
 
 
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  cli.entry(main, define_flags=define_flags)

@@ -34,8 +34,9 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wgan_jax import config_lib, lipschitz
+from wgan_jax import cli, config_lib, lipschitz, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, toy_suite
@@ -117,7 +118,6 @@ def empirical_lipschitz(critic, points: np.ndarray, *, pairs: int, seed: int) ->
 
 def check_method(method: str, settings: Settings) -> dict:
   """Trains `method` and compares its critic's empirical Lipschitz constants with the bound."""
-  from wgan_jax import train
   start = time.time()
   config = toy_suite.pair_config(method, settings.dataset, toy_suite.Settings(
       steps=settings.steps, hidden=settings.hidden, seed=settings.seed))
@@ -197,37 +197,31 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
+FLAG_HELP = {
+    'methods': f'Comma-separated among {", ".join(toy_suite.METHODS)}, or all.',
+    'dataset': f'One of {", ".join(toy_suite.DATASETS)}.',
+    'steps': 'Generator updates per method.',
+    'hidden': 'Width of the toy MLPs.',
+    'seed': 'Random seed.',
+    'points': 'Probe points of each kind.',
+    'pairs': 'Random point pairs.',
+}
+
+
 def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('methods', 'all', f'Comma-separated among '
-                      f'{", ".join(toy_suite.METHODS)}, or all.')
-  flags.DEFINE_string('dataset', d.dataset, f'One of {", ".join(toy_suite.DATASETS)}.')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per method.')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of the toy MLPs.')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_integer('points', d.points, 'Probe points of each kind.')
-  flags.DEFINE_integer('pairs', d.pairs, 'Random point pairs.')
-  flags.DEFINE_string('out_dir', 'runs/lipschitz_check', 'Directory for the JSON and figure.')
+  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/lipschitz_check')
 
 
 def main(argv) -> None:
   del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    settings = Settings(methods=common.parse_names(f.methods, toy_suite.METHODS, 'methods'),
-                        dataset=f.dataset, steps=f.steps, hidden=f.hidden, seed=f.seed,
-                        points=f.points, pairs=f.pairs)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings)
-    write_outputs(result, out_dir)
-    common.emit(result)
-
-  common.run_main(body)
+  settings = common.settings_from_flags(Settings, FLAG_HELP,
+                                        names={'methods': toy_suite.METHODS})
+  _check(settings)
+  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
+  result = run(settings)
+  write_outputs(result, out_dir)
+  common.emit(result)
 
 
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  cli.entry(main, define_flags=define_flags)

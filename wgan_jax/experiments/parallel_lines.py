@@ -59,8 +59,9 @@ from typing import NamedTuple, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wgan_jax import config_lib, lipschitz, losses, optim
+from wgan_jax import cli, config_lib, lipschitz, losses, optim
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, lines_theory
@@ -414,55 +415,40 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
+FLAG_HELP = {
+    'method': f'One of {", ".join(METHODS)}, a comma-separated list, or all.',
+    'thetas': 'Comma-separated offsets theta of the second line.',
+    'steps': 'Critic updates (0: the method default: ' +
+             ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').',
+    'seed': 'Random seed.',
+    'batch_size': 'Samples per line per critic update.',
+    'hidden': 'Width of the critic MLP.',
+    'layers': 'Hidden layers of the critic MLP.',
+    'activation': 'Critic nonlinearity, relu or tanh (empty: the method default: tanh for '
+                  'clip, relu otherwise).',
+    'lr': 'Critic learning rate (0: the method default).',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'clip_value': 'c of the weight clipping.',
+    'eval_samples': 'Fresh samples per line for estimates.',
+}
+
+
 def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('method', d.method, f'One of {", ".join(METHODS)}, a comma-separated '
-                      'list, or all.')
-  flags.DEFINE_string('thetas', ','.join(f'{t:g}' for t in d.thetas),
-                      'Comma-separated offsets theta of the second line.')
-  flags.DEFINE_integer('steps', d.steps, 'Critic updates (0: the method default: ' +
-                       ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_string('out_dir', 'runs/parallel_lines', 'Directory for the JSON and figure.')
-  flags.DEFINE_integer('batch_size', d.batch_size, 'Samples per line per critic update.')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of the critic MLP.')
-  flags.DEFINE_integer('layers', d.layers, 'Hidden layers of the critic MLP.')
-  flags.DEFINE_string('activation', d.activation, 'Critic nonlinearity, relu or tanh (empty: '
-                      'the method default: tanh for clip, relu otherwise).')
-  flags.DEFINE_float('lr', d.lr, 'Critic learning rate (0: the method default).')
-  flags.DEFINE_float('gp_weight', d.gp_weight, 'lambda of the gradient penalty.')
-  flags.DEFINE_float('clip_value', d.clip_value, 'c of the weight clipping.')
-  flags.DEFINE_integer('eval_samples', d.eval_samples, 'Fresh samples per line for estimates.')
-
-
-def settings_from_flags(method: str) -> Settings:
-  from absl import flags
-  f = flags.FLAGS
-  return Settings(method=method, thetas=common.parse_floats(f.thetas, 'thetas'),
-                  steps=f.steps, seed=f.seed, batch_size=f.batch_size, hidden=f.hidden,
-                  layers=f.layers, activation=f.activation, lr=f.lr, gp_weight=f.gp_weight,
-                  clip_value=f.clip_value,
-                  eval_samples=f.eval_samples)
+  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/parallel_lines')
 
 
 def main(argv) -> None:
   del argv
-  from absl import flags
-
-  def body():
-    methods = common.parse_names(flags.FLAGS.method, METHODS, 'method')
-    out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
-    all_settings = [settings_from_flags(m) for m in methods]
-    for s in all_settings:
-      _resolve(s)  # every flag checked before any training
-    for s in all_settings:
-      result = run(s)
-      write_outputs(result, out_dir)
-      common.emit(result)
-
-  common.run_main(body)
+  methods = common.parse_names(flags.FLAGS.method, METHODS, 'method')
+  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
+  all_settings = [common.settings_from_flags(Settings, FLAG_HELP, method=m) for m in methods]
+  for s in all_settings:
+    _resolve(s)  # every flag checked before any training
+  for s in all_settings:
+    result = run(s)
+    write_outputs(result, out_dir)
+    common.emit(result)
 
 
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  cli.entry(main, define_flags=define_flags)

@@ -31,6 +31,9 @@ import tempfile
 import time
 from typing import NamedTuple, Sequence
 
+from absl import flags
+
+from wgan_jax import cli, config_lib, train
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common
 
@@ -73,7 +76,7 @@ def pair_config(method: str, dataset: str, settings: Settings):
                     'checkpoint_every_steps': settings.steps})
   if settings.hidden:
     overrides['model.mlp_hidden'] = settings.hidden
-  return common.load_config(spec.config, dataset, overrides)
+  return config_lib.load_config(spec.config, dataset, overrides)
 
 
 def _check(settings: Settings) -> None:
@@ -97,7 +100,6 @@ def run_pair(method: str, dataset: str, settings: Settings, out_dir: str) -> dic
   step: W1 / modes on eval.num_samples points, the critic-contour plot), written to a
   scratch directory and moved to `<out_dir>/toy_<method>_<dataset>.png`.
   """
-  from wgan_jax import train
   config = pair_config(method, dataset, settings)
   start = time.time()
   run = train.Run(config)
@@ -180,36 +182,30 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
+FLAG_HELP = {
+    'methods': f'Comma-separated among {", ".join(METHODS)}, or all.',
+    'datasets': f'Comma-separated among {", ".join(DATASETS)}, or all.',
+    'steps': 'Generator updates per (method, dataset).',
+    'hidden': 'Width of both toy MLPs (0: the configs\' 512).',
+    'seed': 'Random seed.',
+    'eval_samples': 'Generated samples for W1 and modes.',
+}
+
+
 def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('methods', 'all', f'Comma-separated among {", ".join(METHODS)}, or all.')
-  flags.DEFINE_string('datasets', 'all', f'Comma-separated among {", ".join(DATASETS)}, or all.')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per (method, dataset).')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of both toy MLPs (0: the configs\' 512).')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_integer('eval_samples', d.eval_samples, 'Generated samples for W1 and modes.')
-  flags.DEFINE_string('out_dir', 'runs/toy_suite', 'Directory for figures and the table.')
+  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/toy_suite')
 
 
 def main(argv) -> None:
   del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    settings = Settings(methods=common.parse_names(f.methods, METHODS, 'methods'),
-                        datasets=common.parse_names(f.datasets, DATASETS, 'datasets'),
-                        steps=f.steps, hidden=f.hidden, seed=f.seed,
-                        eval_samples=f.eval_samples)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings, out_dir)
-    write_outputs(result, out_dir)
-    common.emit(result)
-
-  common.run_main(body)
+  settings = common.settings_from_flags(Settings, FLAG_HELP,
+                                        names={'methods': METHODS, 'datasets': DATASETS})
+  _check(settings)
+  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
+  result = run(settings, out_dir)
+  write_outputs(result, out_dir)
+  common.emit(result)
 
 
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  cli.entry(main, define_flags=define_flags)
