@@ -77,8 +77,4 @@ def get_config(arg=None):
     c.total_steps = 3000
     for o in (c.optim.g, c.optim.d):
       o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='linear')
-  config_lib.apply_arch_flags(c, a.flags)
-  config_lib.apply_conditional_flags(c, a.flags)
-  if 'smoke' in a.flags:
-    config_lib.shrink_for_smoke(c)
-  return c
+  return config_lib.finish(c, a)

@@ -58,8 +58,4 @@ def get_config(arg=None):
     c.batch_size = 256
     for o in (c.optim.g, c.optim.d):
       o.update(b2=0.9, eps=1e-10)
-  config_lib.apply_arch_flags(c, a.flags)
-  config_lib.apply_conditional_flags(c, a.flags)
-  if 'smoke' in a.flags:
-    config_lib.shrink_for_smoke(c)
-  return c
+  return config_lib.finish(c, a)
