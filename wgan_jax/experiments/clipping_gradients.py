@@ -32,7 +32,6 @@ paper; right: the input layer's norm over training), `clipping_gradients.json` a
 line on stdout (per variant: the per-layer norms at every logged step and the ratio of the
 input layer's norm to the output layer's).
 """
-import os
 import re
 import time
 from typing import NamedTuple, Sequence
@@ -40,9 +39,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 
-from wgan_jax import cli, config_lib, losses, train
+from wgan_jax import config_lib, losses, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common
@@ -181,9 +179,7 @@ def run(settings: Settings = Settings()) -> dict:
 
 
 def plot(path: str, result: dict) -> None:
-  plt = common.pyplot()
-  fig, (ax_l, ax_t) = plt.subplots(1, 2, figsize=(11, 4.5))
-  try:
+  with common.figure(path, 1, 2, figsize=(11, 4.5)) as (_, (ax_l, ax_t)):
     finite = [m for v in result['variants'] for m in v['mean_log10_weight_grad_norm']
               if m is not None]
     floor = min(finite, default=0.0) - 2.0
@@ -204,19 +200,10 @@ def plot(path: str, result: dict) -> None:
     for ax in (ax_l, ax_t):
       ax.grid(alpha=0.3)
       ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
-  common.prepare_out_dir(out_dir)
-  paths = {'json': os.path.join(out_dir, 'clipping_gradients.json'),
-           'figure': os.path.join(out_dir, 'clipping_gradients.png')}
-  common.write_json(paths['json'], result)
-  plot(paths['figure'], result)
-  return paths
+  return common.write_json_and_figure(result, out_dir, 'clipping_gradients', plot)
 
 
 def summary(result: dict) -> dict:
@@ -240,19 +227,7 @@ FLAG_HELP = {
 }
 
 
-def define_flags() -> None:
-  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/clipping_gradients')
-
-
-def main(argv) -> None:
-  del argv
-  settings = common.settings_from_flags(Settings, FLAG_HELP, empty_ok=('clip_values',))
-  _check(settings)
-  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
-  result = run(settings)
-  write_outputs(result, out_dir)
-  common.emit(summary(result))
-
-
 if __name__ == '__main__':
-  cli.entry(main, define_flags=define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/clipping_gradients', check=_check,
+               run=lambda settings, _: run(settings), write=write_outputs, summary=summary,
+               empty_ok=('clip_values',))

@@ -4,6 +4,7 @@ Experiments print exactly one JSON line on stdout (the result) and write the sam
 their figures into `--out_dir`. User errors (a bad flag value, an unwritable out_dir) are
 one line on stderr and exit code 2, as for `wgan_jax.main`.
 """
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import jax
 import ml_collections
 from absl import flags
 
-from wgan_jax import config_lib, models
+from wgan_jax import cli, config_lib, models
 from wgan_jax.errors import ConfigError, WorkdirError
 
 
@@ -161,6 +162,27 @@ def settings_from_flags(settings_type, helps: Mapping[str, str], *,
   return settings_type(**values)
 
 
+def entry(settings_type, helps: Mapping[str, str], *, out_dir: str,
+          check: Callable, run: Callable, write: Callable,
+          summary: Callable[[Mapping], Mapping] = lambda result: result, **parse) -> None:
+  """An experiment's `__main__`: its flags from `settings_type` (define_flags), then
+  check(settings), run(settings, out_dir), write(result, out_dir) and the JSON line of
+  summary(result), under cli.entry (a bad flag or out_dir: one line, exit 2).
+
+  `parse` goes to settings_from_flags (names=..., empty_ok=...).
+  """
+  def main(argv) -> None:
+    del argv
+    settings = settings_from_flags(settings_type, helps, **parse)
+    check(settings)
+    path = prepare_out_dir(flags.FLAGS.out_dir)
+    result = run(settings, path)
+    write(result, path)
+    emit(summary(result))
+
+  cli.entry(main, define_flags=lambda: define_flags(settings_type(), helps, out_dir=out_dir))
+
+
 def check_positive(values: Mapping[str, float]) -> None:
   """ConfigError for the first flag whose value is not > 0."""
   for name, value in values.items():
@@ -210,8 +232,35 @@ def emit(result: Mapping) -> str:
 
 
 def pyplot():
-  """matplotlib.pyplot on the Agg backend (imported lazily, as in wgan_jax.plots)."""
-  import matplotlib
+  """matplotlib.pyplot on the Agg backend (imported lazily, as in wgan_jax.plots: heavy,
+  and only the figures need it)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt
+
+
+@contextlib.contextmanager
+def figure(path: str, *args, **kwargs):
+  """`with figure(path, ...) as (fig, axes):` plt.subplots(...), saved to `path` (tight
+  layout, 100 dpi) when the block ends without an error, closed in any case."""
+  plt = pyplot()
+  fig, axes = plt.subplots(*args, **kwargs)
+  try:
+    yield fig, axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+  finally:
+    plt.close(fig)
+
+
+def write_json_and_figure(result: Mapping, out_dir: str, name: str,
+                          plot: Callable[[str, Mapping], None]) -> dict:
+  """Writes <out_dir>/<name>.json and draws <out_dir>/<name>.png with plot(path, result);
+  returns {'json': path, 'figure': path}."""
+  prepare_out_dir(out_dir)
+  paths = {'json': os.path.join(out_dir, f'{name}.json'),
+           'figure': os.path.join(out_dir, f'{name}.png')}
+  write_json(paths['json'], result)
+  plot(paths['figure'], result)
+  return paths

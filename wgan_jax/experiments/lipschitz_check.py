@@ -27,16 +27,14 @@ spectral norm a few percent above 1; the bound uses the exact SVD of W / sigma.)
 Outputs: `<out_dir>/lipschitz_check.json`, `<out_dir>/lipschitz_check.png` (log-scale
 bars per method) and the JSON line on stdout.
 """
-import os
 import time
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 
-from wgan_jax import cli, config_lib, lipschitz, train
+from wgan_jax import config_lib, lipschitz, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, toy_suite
@@ -166,10 +164,8 @@ def run(settings: Settings = Settings()) -> dict:
 
 
 def plot(path: str, result: dict) -> None:
-  plt = common.pyplot()
   rows = result['rows']
-  fig, ax = plt.subplots(figsize=(8, 5))
-  try:
+  with common.figure(path, figsize=(8, 5)) as (_, ax):
     x = np.arange(len(rows))
     for k, (key, label) in enumerate((('bound', 'product of layer spectral norms'),
                                       ('max_grad_norm', 'max |grad f| over points'),
@@ -181,19 +177,10 @@ def plot(path: str, result: dict) -> None:
            title=f'Trained critics on {result["dataset"]}, {result["steps"]} steps')
     ax.grid(alpha=0.3, axis='y')
     ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.08), ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
-  common.prepare_out_dir(out_dir)
-  paths = {'json': os.path.join(out_dir, 'lipschitz_check.json'),
-           'figure': os.path.join(out_dir, 'lipschitz_check.png')}
-  common.write_json(paths['json'], result)
-  plot(paths['figure'], result)
-  return paths
+  return common.write_json_and_figure(result, out_dir, 'lipschitz_check', plot)
 
 
 # ----------------------------------------------------------------------------- command
@@ -208,20 +195,7 @@ FLAG_HELP = {
 }
 
 
-def define_flags() -> None:
-  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/lipschitz_check')
-
-
-def main(argv) -> None:
-  del argv
-  settings = common.settings_from_flags(Settings, FLAG_HELP,
-                                        names={'methods': toy_suite.METHODS})
-  _check(settings)
-  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
-  result = run(settings)
-  write_outputs(result, out_dir)
-  common.emit(result)
-
-
 if __name__ == '__main__':
-  cli.entry(main, define_flags=define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/lipschitz_check', check=_check,
+               run=lambda settings, _: run(settings), write=write_outputs,
+               names={'methods': toy_suite.METHODS})

@@ -352,9 +352,7 @@ def plot(path: str, results: dict) -> None:
   gp optimum; the clipped critic's estimates (k |theta| with k << 1) with its fitted line
   and the box's bound; the discriminator's JS estimate with log 2.
   """
-  plt = common.pyplot()
-  fig, (ax_w, ax_c, ax_js) = plt.subplots(1, 3, figsize=(15, 4.5))
-  try:
+  with common.figure(path, 1, 3, figsize=(15, 4.5)) as (fig, (ax_w, ax_c, ax_js)):
     all_thetas = [t for r in results.values() for t in r['thetas']] or [-2.0, 2.0]
     grid = np.linspace(min(all_thetas + [-0.1]), max(all_thetas + [0.1]), 401)
     ax_w.plot(grid, np.abs(grid), 'k-', lw=1, label='|theta| = W1')
@@ -398,10 +396,6 @@ def plot(path: str, results: dict) -> None:
                 transform=ax.transAxes, fontsize=8, color='gray')
     fig.suptitle('Parallel lines: P0 = (0, U[0,1]) vs P_theta = (theta, U[0,1]), '
                  'a critic trained per theta')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:

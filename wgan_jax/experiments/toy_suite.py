@@ -31,9 +31,7 @@ import tempfile
 import time
 from typing import NamedTuple, Sequence
 
-from absl import flags
-
-from wgan_jax import cli, config_lib, train
+from wgan_jax import config_lib, train
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common
 
@@ -155,19 +153,14 @@ def tile_figures(path: str, result: dict, out_dir: str) -> None:
   plt = common.pyplot()
   methods = list(dict.fromkeys(r['method'] for r in result['rows']))
   datasets = list(dict.fromkeys(r['dataset'] for r in result['rows']))
-  fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False,
-                           figsize=(3.2 * len(datasets), 3.2 * len(methods)))
-  try:
+  with common.figure(path, len(methods), len(datasets), squeeze=False,
+                     figsize=(3.2 * len(datasets), 3.2 * len(methods))) as (_, axes):
     for r in result['rows']:
       ax = axes[methods.index(r['method'])][datasets.index(r['dataset'])]
       ax.imshow(plt.imread(os.path.join(out_dir, r['figure'])))
       ax.set_title(f'{METHODS[r["method"]].label}: W1 {r["w1"]:.3f}', fontsize=9)
     for ax in axes.ravel():
       ax.axis('off')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
@@ -192,20 +185,6 @@ FLAG_HELP = {
 }
 
 
-def define_flags() -> None:
-  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/toy_suite')
-
-
-def main(argv) -> None:
-  del argv
-  settings = common.settings_from_flags(Settings, FLAG_HELP,
-                                        names={'methods': METHODS, 'datasets': DATASETS})
-  _check(settings)
-  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
-  result = run(settings, out_dir)
-  write_outputs(result, out_dir)
-  common.emit(result)
-
-
 if __name__ == '__main__':
-  cli.entry(main, define_flags=define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/toy_suite', check=_check, run=run,
+               write=write_outputs, names={'methods': METHODS, 'datasets': DATASETS})
