@@ -52,7 +52,8 @@ class Strategy(NamedTuple):
   """How the train step runs on the devices.
 
   name:        single | pmap | jit
-  num_shards:  devices the batch is split over (1 for single)
+  num_shards:  devices the global batch is split over (1 for single; for jit XLA does the
+               split, so the step is built with step.StepConfig.num_shards = 1)
   axis_name:   the collective axis inside the step (pmap), else None
   compile:     pure step (state, batch) -> (state, metrics) -> the callable the loop runs
   to_device:   canonical state -> the layout `compile`'s callable takes

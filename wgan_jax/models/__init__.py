@@ -1,6 +1,7 @@
 """Generator / critic pairs as haiku transforms with state, and the MODELS registry.
 
-The only package that imports haiku. Each model module (mlp, dcgan, resnet) provides
+Haiku lives here and in wgan_jax.eval.inception (the Inception network of FID / IS):
+nothing else imports it. Each model module (mlp, dcgan, resnet) provides
 `make_fns(...) -> (g_fn, d_fn)` with explicit keyword arguments; this file reads and checks
 the model config, transforms the two functions and returns a `ModelPair`:
 
