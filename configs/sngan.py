@@ -42,13 +42,9 @@ SETTINGS = {
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
-                          + config_lib.CONDITIONAL_FLAGS,
-                          keys=('setting',))
-  c = config_lib.base_config()
+  a, c = config_lib.start(arg, keys=('setting',))
   c.loss = 'hinge'
   c.lipschitz.method = 'spectral'
-  c.data.name = a.dataset or 'cifar10'
   cnn = 'cnn' in a.flags
   # snresnet_32.py: global sum pool, SNLinear(ch, 1, nobias=True); chainer-gan-lib's
   # SNDCGANDiscriminator's SNLinear has a bias.

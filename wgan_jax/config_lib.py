@@ -194,6 +194,19 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.checkpoint_every_steps = 2
 
 
+def start(arg: Optional[str], *, keys: Iterable[str] = ()) -> tuple:
+  """Every config file's first step: (`arg` parsed against the flags every file takes,
+  `base_config()` on the argument's dataset, default cifar10).
+
+  The flags are cnn / resnet (the image architecture), ARCH_FLAGS, CONDITIONAL_FLAGS and
+  smoke; `keys` are the file's key=value settings.
+  """
+  a = parse_arg(arg, flags=('cnn', 'resnet') + ARCH_FLAGS + CONDITIONAL_FLAGS, keys=keys)
+  c = base_config()
+  c.data.name = a.dataset or 'cifar10'
+  return a, c
+
+
 def finish(c: ml_collections.ConfigDict, a: Arg) -> ml_collections.ConfigDict:
   """Every config file's last step: the architecture and conditional flags of its argument
   `a`, then `smoke`'s shrinking; returns `c`."""
