@@ -134,18 +134,14 @@ def read_protocol(path: str, *, dataset: str = 'cifar10', split: str = 'train') 
   Raises:
     DataError: missing or unreadable file, or not a reference-statistics file.
   """
-  if not path or not os.path.isfile(path):
-    raise DataError(missing_message(path, dataset, split))
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      protocol = json.loads(str(f['protocol'])) if 'protocol' in f.files else {}
-  except (OSError, ValueError) as e:
-    raise DataError(f'cannot read reference statistics {path!r} ({e}); re-create them with '
-                    'python -m wgan_jax.eval.reference_stats') from None
-  if protocol.get('format') != FORMAT:
-    raise DataError(f'{path!r} is not a reference-statistics file (format '
-                    f'{protocol.get("format")!r}); create it with python -m '
-                    'wgan_jax.eval.reference_stats')
+  protocol = inception.read_npz(
+      path, lambda f: json.loads(str(f['protocol'])) if 'protocol' in f.files else {},
+      missing=missing_message(path, dataset, split),
+      unreadable='reference statistics {path!r} ({error}); re-create them with python -m '
+                 'wgan_jax.eval.reference_stats',
+      format_key='format', expected=FORMAT,
+      not_format='{path!r} is not a reference-statistics file (format {format!r}); create it '
+                 'with python -m wgan_jax.eval.reference_stats')
   return protocol
 
 

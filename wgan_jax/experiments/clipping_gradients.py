@@ -61,6 +61,20 @@ class Settings(NamedTuple):
   measure_batch: int = 256
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'clip_values': 'Comma-separated clipping thresholds c (empty: none).',
+    'gp': 'Also train the gradient-penalty critic.',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'depth': 'Hidden layers of the critic (the paper: 12).',
+    'hidden': 'Units per hidden layer (gan_toy.py: 512).',
+    'steps': 'Generator updates per variant.',
+    'log_every': 'Generator steps between measurements.',
+    'dataset': 'Toy dataset (the paper: swissroll).',
+    'seed': 'Random seed.',
+}
+
+
 def variants(settings: Settings) -> list[tuple[str, str, dict]]:
   """(name, config file, overrides) of every variant."""
   out = [(f'clip {c:g}', 'wgan', {'lipschitz.clip_value': float(c)})
@@ -214,19 +228,6 @@ def summary(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-FLAG_HELP = {
-    'clip_values': 'Comma-separated clipping thresholds c (empty: none).',
-    'gp': 'Also train the gradient-penalty critic.',
-    'gp_weight': 'lambda of the gradient penalty.',
-    'depth': 'Hidden layers of the critic (the paper: 12).',
-    'hidden': 'Units per hidden layer (gan_toy.py: 512).',
-    'steps': 'Generator updates per variant.',
-    'log_every': 'Generator steps between measurements.',
-    'dataset': 'Toy dataset (the paper: swissroll).',
-    'seed': 'Random seed.',
-}
-
-
 if __name__ == '__main__':
   common.entry(Settings, FLAG_HELP, out_dir='runs/clipping_gradients', check=_check,
                run=lambda settings, _: run(settings), write=write_outputs, summary=summary,

@@ -53,6 +53,18 @@ class Settings(NamedTuple):
   pairs: int = 200_000
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'methods': toy_suite.FLAG_HELP['methods'],
+    'dataset': f'One of {", ".join(toy_suite.DATASETS)}.',
+    'steps': 'Generator updates per method.',
+    'hidden': 'Width of the toy MLPs.',
+    'seed': toy_suite.FLAG_HELP['seed'],
+    'points': 'Probe points of each kind.',
+    'pairs': 'Random point pairs.',
+}
+
+
 def effective_weights(d_params, d_state, *, spectral: bool):
   """The critic's parameters with every 'w' replaced by the weight its forward pass uses.
 
@@ -184,17 +196,6 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-FLAG_HELP = {
-    'methods': f'Comma-separated among {", ".join(toy_suite.METHODS)}, or all.',
-    'dataset': f'One of {", ".join(toy_suite.DATASETS)}.',
-    'steps': 'Generator updates per method.',
-    'hidden': 'Width of the toy MLPs.',
-    'seed': 'Random seed.',
-    'points': 'Probe points of each kind.',
-    'pairs': 'Random point pairs.',
-}
-
-
 if __name__ == '__main__':
   common.entry(Settings, FLAG_HELP, out_dir='runs/lipschitz_check', check=_check,
                run=lambda settings, _: run(settings), write=write_outputs,

@@ -124,6 +124,25 @@ class Settings(NamedTuple):
   eval_samples: int = 65536
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'method': f'One of {", ".join(METHODS)}, a comma-separated list, or all.',
+    'thetas': 'Comma-separated offsets theta of the second line.',
+    'steps': 'Critic updates (0: the method default: ' +
+             ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').',
+    'seed': 'Random seed.',
+    'batch_size': 'Samples per line per critic update.',
+    'hidden': 'Width of the critic MLP.',
+    'layers': 'Hidden layers of the critic MLP.',
+    'activation': 'Critic nonlinearity, relu or tanh (empty: the method default: tanh for '
+                  'clip, relu otherwise).',
+    'lr': 'Critic learning rate (0: the method default).',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'clip_value': 'c of the weight clipping.',
+    'eval_samples': 'Fresh samples per line for estimates.',
+}
+
+
 # ----------------------------------------------------------------------------- data
 def sample_lines(key, theta, n: int):
   """(real [n, 2] ~ P0 = (0, U[0, 1]), fake [n, 2] ~ P_theta = (theta, U[0, 1]))."""
@@ -409,24 +428,6 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-FLAG_HELP = {
-    'method': f'One of {", ".join(METHODS)}, a comma-separated list, or all.',
-    'thetas': 'Comma-separated offsets theta of the second line.',
-    'steps': 'Critic updates (0: the method default: ' +
-             ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').',
-    'seed': 'Random seed.',
-    'batch_size': 'Samples per line per critic update.',
-    'hidden': 'Width of the critic MLP.',
-    'layers': 'Hidden layers of the critic MLP.',
-    'activation': 'Critic nonlinearity, relu or tanh (empty: the method default: tanh for '
-                  'clip, relu otherwise).',
-    'lr': 'Critic learning rate (0: the method default).',
-    'gp_weight': 'lambda of the gradient penalty.',
-    'clip_value': 'c of the weight clipping.',
-    'eval_samples': 'Fresh samples per line for estimates.',
-}
-
-
 def define_flags() -> None:
   common.define_flags(Settings(), FLAG_HELP, out_dir='runs/parallel_lines')
 

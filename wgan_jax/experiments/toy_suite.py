@@ -64,6 +64,17 @@ class Settings(NamedTuple):
   eval_samples: int = 2000
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'methods': f'Comma-separated among {", ".join(METHODS)}, or all.',
+    'datasets': f'Comma-separated among {", ".join(DATASETS)}, or all.',
+    'steps': 'Generator updates per (method, dataset).',
+    'hidden': 'Width of both toy MLPs (0: the configs\' 512).',
+    'seed': 'Random seed.',
+    'eval_samples': 'Generated samples for W1 and modes.',
+}
+
+
 def pair_config(method: str, dataset: str, settings: Settings):
   """The config of one (method, dataset) pair, shortened to `settings`."""
   spec = METHODS[method]
@@ -175,16 +186,6 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-FLAG_HELP = {
-    'methods': f'Comma-separated among {", ".join(METHODS)}, or all.',
-    'datasets': f'Comma-separated among {", ".join(DATASETS)}, or all.',
-    'steps': 'Generator updates per (method, dataset).',
-    'hidden': 'Width of both toy MLPs (0: the configs\' 512).',
-    'seed': 'Random seed.',
-    'eval_samples': 'Generated samples for W1 and modes.',
-}
-
-
 if __name__ == '__main__':
   common.entry(Settings, FLAG_HELP, out_dir='runs/toy_suite', check=_check, run=run,
                write=write_outputs, names={'methods': METHODS, 'datasets': DATASETS})
