@@ -7,9 +7,5 @@ from wgan_jax.config_lib import load_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def path(file: str) -> str:
-  return os.path.join(ROOT, 'configs', f'{file}.py')
-
-
 def load(file: str, arg: str = '', **overrides):
   return load_config(file, arg, overrides)
