@@ -12,14 +12,18 @@ full disk is simulated by making every checkpoint write raise OSError(ENOSPC) fr
 About 10 minutes on 2 CPU cores (each case starts Python and JAX afresh).
 """
 import errno
+import functools
 import glob
 import os
+import runpy
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from etils import epath
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/sngan.py:gaussians8,smoke'
@@ -117,121 +121,152 @@ def _trained(base: str, name: str, *overrides: str) -> str:
 RESUME = ('--config.total_steps=8', '--config.keep_checkpoints=2')
 
 
-def cases(base: str):
-  """(name, description, run() -> (CompletedProcess, workdir or None, resume overrides))."""
-  def fresh(name):
-    return os.path.join(base, name)
+AGAIN = ('--config.total_steps=10', '--config.keep_checkpoints=2')
 
-  def diverge():
-    w = fresh('diverge')
+
+def cases(base: str):
+  """(name, description, run() -> (CompletedProcess, workdir or None, resume overrides)):
+  each case is a function below, its docstring the description, in the order listed."""
+  def fresh(fn):  # fn(workdir): a new workdir named after the case
+    return functools.wraps(fn)(lambda: fn(os.path.join(base, fn.__name__)))
+
+  def trained(fn):  # fn(workdir): a copy of a finished 6-step run named after the case
+    return functools.wraps(fn)(lambda: fn(_trained(base, fn.__name__)))
+
+  @fresh
+  def diverge(w):
+    """optim.d.lr=1e30: NaN from step 1"""
     return train(w, '--config.optim.d.lr=1e30'), None, ()
 
-  def sample_nonfinite():
-    w = _trained(base, 'sample_nonfinite')
+  @trained
+  def sample_nonfinite(w):
+    """sample of a checkpoint holding NaN"""
     _python('-c', POISON, w)  # a NaN checkpoint at step 8, as older versions could write
     return sample(w, f'--out={w}/s.npy'), None, ()
 
-  def config_deleted():
-    w = _trained(base, 'config_deleted')
+  @trained
+  def config_deleted(w):
+    """config.json deleted, resume with loss=wasserstein"""
     os.remove(os.path.join(w, 'config.json'))
     return train(w, '--config.loss=wasserstein'), w, RESUME
 
-  def config_truncated():
-    w = _trained(base, 'config_truncated')
+  @trained
+  def config_truncated(w):
+    """config.json truncated, sample"""
     with open(os.path.join(w, 'config.json'), 'w') as f:
       f.write('{"seed": ')
-    proc = sample(w, f'--out={w}/s.npy')
-    return proc, w, RESUME
+    return sample(w, f'--out={w}/s.npy'), w, RESUME
 
-  def empty_folder_ahead():
-    w = _trained(base, 'empty_folder_ahead')
+  @trained
+  def empty_folder_ahead(w):
+    """empty checkpoints/8 ahead of the run, resume"""
     make_empty_checkpoint(w, 8)
-    return train(w, *RESUME), w, ('--config.total_steps=10', '--config.keep_checkpoints=2')
+    return train(w, *RESUME), w, AGAIN
 
-  def partial_folder():
-    w = _trained(base, 'partial_folder')
+  @trained
+  def partial_folder(w):
+    """checkpoints/5 holding only state/, resume"""
     make_partial_checkpoint(w, 5)
-    return train(w, *RESUME), w, ('--config.total_steps=10', '--config.keep_checkpoints=2')
+    return train(w, *RESUME), w, AGAIN
 
-  def truncated_arrays():
-    w = _trained(base, 'truncated_arrays')
+  @trained
+  def truncated_arrays(w):
+    """latest checkpoint arrays truncated, resume"""
     truncate_arrays(w, 6)
-    return train(w, *RESUME), w, ('--config.total_steps=10', '--config.keep_checkpoints=2')
+    return train(w, *RESUME), w, AGAIN
 
-  def truncated_arrays_sample():
-    w = _trained(base, 'truncated_arrays_sample')
+  @trained
+  def truncated_arrays_sample(w):
+    """same, sample without --step"""
     truncate_arrays(w, 6)
     return sample(w, f'--out={w}/s.npy'), w, RESUME
 
-  def truncated_arrays_sample_step():
-    w = _trained(base, 'truncated_arrays_sample_step')
+  @trained
+  def truncated_arrays_sample_step(w):
+    """same, sample --step=6"""
     truncate_arrays(w, 6)
     return sample(w, '--step=6', f'--out={w}/s.npy'), None, ()
 
-  def manifest_deleted():
-    w = _trained(base, 'manifest_deleted')
+  @trained
+  def manifest_deleted(w):
+    """latest checkpoint manifest.ocdbt deleted, resume"""
     delete_manifest(w, 6)
-    return train(w, *RESUME), w, ('--config.total_steps=10', '--config.keep_checkpoints=2')
+    return train(w, *RESUME), w, AGAIN
 
-  def metadata_deleted():
-    w = _trained(base, 'metadata_deleted')
+  @trained
+  def metadata_deleted(w):
+    """state/_METADATA deleted, sample --step=6"""
     delete_metadata(w, 6)
     return sample(w, '--step=6', f'--out={w}/s.npy'), w, RESUME
 
-  def sigint():
-    w = fresh('sigint')
+  @fresh
+  def sigint(w):
+    """Ctrl-C mid-run"""
     return interrupt(w, [signal.SIGINT]), w, RESUME
 
-  def sigint_twice():
-    w = fresh('sigint_twice')
-    return interrupt(w, [signal.SIGINT, signal.SIGINT], '--config.checkpoint_every_steps=2'), \
-        w, RESUME
+  @fresh
+  def sigint_twice(w):
+    """Ctrl-C twice (the second during the save)"""
+    signals = [signal.SIGINT, signal.SIGINT]
+    return interrupt(w, signals, '--config.checkpoint_every_steps=2'), w, RESUME
 
-  def sigterm():
-    w = fresh('sigterm')
+  @fresh
+  def sigterm(w):
+    """SIGTERM mid-run"""
     return interrupt(w, [signal.SIGTERM]), w, RESUME
 
-  def disk_full():
-    w = _trained(base, 'disk_full')
+  @trained
+  def disk_full(w):
+    """ENOSPC during the save of step 8"""
     proc = _python('-m', 'benchmarks.faults', '--enospc_from=8', *main_args(w, *RESUME)[2:])
     return proc, w, RESUME
 
-  def total_steps_int32():
-    w = fresh('total_steps_int32')
-    proc = train(w, '--config.total_steps=3000000000')
-    return proc, None, ()
+  @fresh
+  def total_steps_int32(w):
+    """total_steps=3e9"""
+    return train(w, '--config.total_steps=3000000000'), None, ()
 
-  def negative_seed():
-    return train(fresh('negative_seed'), '--config.seed=-1'), None, ()
+  @fresh
+  def negative_seed(w):
+    """seed=-1"""
+    return train(w, '--config.seed=-1'), None, ()
 
-  def sample_out_missing_folder():
-    w = _trained(base, 'sample_out_missing_folder')
+  @trained
+  def sample_out_missing_folder(w):
+    """sample --out into a missing folder"""
     return sample(w, f'--out={w}/no/such/folder/s.png'), None, ()
 
-  def sample_out_is_folder():
-    w = _trained(base, 'sample_out_is_folder')
+  @trained
+  def sample_out_is_folder(w):
+    """sample --out onto an existing folder"""
     os.makedirs(os.path.join(w, 'grid.png'))
     return sample(w, f'--out={w}/grid.png'), None, ()
 
-  def sample_huge():
-    w = _trained(base, 'sample_huge')
+  @trained
+  def sample_huge(w):
+    """sample --num_samples=1e14"""
     return sample(w, '--num_samples=100000000000000', f'--out={w}/s.npy'), None, ()
 
-  def unknown_dataset():
-    return train(fresh('unknown_dataset'), '--config.data.name=bogus'), None, ()
+  @fresh
+  def unknown_dataset(w):
+    """data.name=bogus"""
+    return train(w, '--config.data.name=bogus'), None, ()
 
-  def missing_config_file():
-    return train(fresh('missing_config_file'), '--config.total_steps=3',
-                 config='configs/nofile.py'), None, ()
+  @fresh
+  def missing_config_file(w):
+    """missing config file with an override"""
+    return train(w, '--config.total_steps=3', config='configs/nofile.py'), None, ()
 
-  def eval_off():
-    w = fresh('eval_off')
+  @fresh
+  def eval_off(w):
+    """eval_every_steps=0"""
     proc = train(w, '--config.eval_every_steps=0')
     samples = os.path.join(w, 'samples')
     proc.stderr += f'\n(samples/ written: {os.path.exists(samples)})'
     return proc, w, ('--config.eval_every_steps=0', '--config.total_steps=6')
 
   def launch_help():
+    """launch/* --help"""
     codes = []
     for script in sorted(os.listdir(os.path.join(ROOT, 'launch'))):
       proc = subprocess.run(['bash', os.path.join(ROOT, 'launch', script), '--help'],
@@ -240,35 +275,12 @@ def cases(base: str):
     return subprocess.CompletedProcess([], max(int(c.split(':')[1]) for c in codes), '',
                                        ' '.join(codes)), None, ()
 
-  return [
-      ('diverge', 'optim.d.lr=1e30: NaN from step 1', diverge),
-      ('sample_nonfinite', 'sample of a checkpoint holding NaN', sample_nonfinite),
-      ('config_deleted', 'config.json deleted, resume with loss=wasserstein', config_deleted),
-      ('config_truncated', 'config.json truncated, sample', config_truncated),
-      ('empty_folder_ahead', 'empty checkpoints/8 ahead of the run, resume', empty_folder_ahead),
-      ('partial_folder', 'checkpoints/5 holding only state/, resume', partial_folder),
-      ('truncated_arrays', 'latest checkpoint arrays truncated, resume', truncated_arrays),
-      ('truncated_arrays_sample', 'same, sample without --step', truncated_arrays_sample),
-      ('truncated_arrays_sample_step', 'same, sample --step=6',
-       truncated_arrays_sample_step),
-      ('manifest_deleted', 'latest checkpoint manifest.ocdbt deleted, resume',
-       manifest_deleted),
-      ('metadata_deleted', 'state/_METADATA deleted, sample --step=6', metadata_deleted),
-      ('sigint', 'Ctrl-C mid-run', sigint),
-      ('sigint_twice', 'Ctrl-C twice (the second during the save)', sigint_twice),
-      ('sigterm', 'SIGTERM mid-run', sigterm),
-      ('disk_full', 'ENOSPC during the save of step 8', disk_full),
-      ('total_steps_int32', 'total_steps=3e9', total_steps_int32),
-      ('negative_seed', 'seed=-1', negative_seed),
-      ('sample_out_missing_folder', 'sample --out into a missing folder',
-       sample_out_missing_folder),
-      ('sample_out_is_folder', 'sample --out onto an existing folder', sample_out_is_folder),
-      ('sample_huge', 'sample --num_samples=1e14', sample_huge),
-      ('unknown_dataset', 'data.name=bogus', unknown_dataset),
-      ('missing_config_file', 'missing config file with an override', missing_config_file),
-      ('eval_off', 'eval_every_steps=0', eval_off),
-      ('launch_help', 'launch/* --help', launch_help),
-  ]
+  return [(fn.__name__, fn.__doc__, fn) for fn in (
+      diverge, sample_nonfinite, config_deleted, config_truncated, empty_folder_ahead,
+      partial_folder, truncated_arrays, truncated_arrays_sample, truncated_arrays_sample_step,
+      manifest_deleted, metadata_deleted, sigint, sigint_twice, sigterm, disk_full,
+      total_steps_int32, negative_seed, sample_out_missing_folder, sample_out_is_folder,
+      sample_huge, unknown_dataset, missing_config_file, eval_off, launch_help)]
 
 
 # A NaN checkpoint at step 8 (state of step 6 with NaN parameters), as versions without the
@@ -282,8 +294,8 @@ run, state, step = train.load_for_inference(workdir)
 state = state._replace(step=jnp.int32(8), g_params=jax.tree.map(lambda x: x * jnp.nan,
                                                                 state.g_params))
 config = checkpoint.saved_config(workdir)
-ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=3)
-ckpt.save(8, state, {'step': 8, 'config': config}, force=True)
+ckpt = checkpoint.Checkpointer(workdir, keep=3)
+ckpt.save(8, state, {'step': 8, 'config': config})
 ckpt.close()
 '''
 
@@ -297,7 +309,6 @@ def _resume(workdir, overrides) -> str:
 def _enospc_main(from_step: int, argv: list) -> None:
   """Runs wgan_jax.main with every write under checkpoints/<step >= from_step> failing with
   ENOSPC (the errno a full disk gives)."""
-  from etils import epath  # pylint: disable=import-outside-toplevel
   original = epath.Path.write_text
 
   def full_disk(self, *args, **kwargs):
@@ -310,7 +321,6 @@ def _enospc_main(from_step: int, argv: list) -> None:
 
   epath.Path.write_text = full_disk
   sys.argv = ['wgan_jax.main', *argv]
-  import runpy  # pylint: disable=import-outside-toplevel
   runpy.run_module('wgan_jax.main', run_name='__main__')
 
 

@@ -42,13 +42,9 @@ SETTINGS = {
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
-                          + config_lib.CONDITIONAL_FLAGS,
-                          keys=('setting',))
-  c = config_lib.base_config()
+  a, c = config_lib.start(arg, keys=('setting',))
   c.loss = 'hinge'
   c.lipschitz.method = 'spectral'
-  c.data.name = a.dataset or 'cifar10'
   cnn = 'cnn' in a.flags
   # snresnet_32.py: global sum pool, SNLinear(ch, 1, nobias=True); chainer-gan-lib's
   # SNDCGANDiscriminator's SNLinear has a bias.
@@ -77,8 +73,4 @@ def get_config(arg=None):
     c.total_steps = 3000
     for o in (c.optim.g, c.optim.d):
       o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='linear')
-  config_lib.apply_arch_flags(c, a.flags)
-  config_lib.apply_conditional_flags(c, a.flags)
-  if 'smoke' in a.flags:
-    config_lib.shrink_for_smoke(c)
-  return c
+  return config_lib.finish(c, a)

@@ -31,14 +31,9 @@ from wgan_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
-                          + config_lib.CONDITIONAL_FLAGS)
-  c = config_lib.base_config()
-  c.loss = 'wasserstein'
-  c.n_critic = 5
-  c.batch_size = 64
+  a, c = config_lib.start(arg)
+  c.update(loss='wasserstein', n_critic=5, batch_size=64)
   c.lipschitz.update(method='clip', clip_value=0.01)
-  c.data.name = a.dataset or 'cifar10'
   resnet = 'resnet' in a.flags
   c.model.update(name='resnet' if resnet else 'dcgan', g_batch_norm=True,
                  d_norm='none' if resnet else 'batch',
@@ -58,8 +53,4 @@ def get_config(arg=None):
     c.batch_size = 256
     for o in (c.optim.g, c.optim.d):
       o.update(b2=0.9, eps=1e-10)
-  config_lib.apply_arch_flags(c, a.flags)
-  config_lib.apply_conditional_flags(c, a.flags)
-  if 'smoke' in a.flags:
-    config_lib.shrink_for_smoke(c)
-  return c
+  return config_lib.finish(c, a)

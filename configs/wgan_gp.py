@@ -38,14 +38,9 @@ from wgan_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, flags=('cnn', 'resnet') + config_lib.ARCH_FLAGS
-                          + config_lib.CONDITIONAL_FLAGS)
-  c = config_lib.base_config()
-  c.loss = 'wasserstein'
-  c.n_critic = 5
-  c.batch_size = 64
+  a, c = config_lib.start(arg)
+  c.update(loss='wasserstein', n_critic=5, batch_size=64)
   c.lipschitz.update(method='gp', gp_weight=10.0)
-  c.data.name = a.dataset or 'cifar10'
   cnn = 'cnn' in a.flags
   c.model.update(name='dcgan' if cnn else 'resnet', g_batch_norm=True, d_norm='none',
                  g_ch=64 if cnn else 128, d_ch=64 if cnn else 128, d_pool='mean',
@@ -66,8 +61,4 @@ def get_config(arg=None):
     c.total_steps = 4000
     for o in (c.optim.g, c.optim.d):
       o.update(name='adam', lr=1e-4, b1=0.5, b2=0.9, schedule='linear')
-  config_lib.apply_arch_flags(c, a.flags)
-  config_lib.apply_conditional_flags(c, a.flags)
-  if 'smoke' in a.flags:
-    config_lib.shrink_for_smoke(c)
-  return c
+  return config_lib.finish(c, a)

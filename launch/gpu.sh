@@ -21,21 +21,8 @@ usage() {
     "[wgan_jax.main args...]" >&2
   exit 2
 }
-show_help() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0; }
-quote() {  # quote ARGS...: the arguments as one shell-quoted line, readable
-  local out=() a key
-  for a in "$@"; do
-    key=""
-    if [[ "$a" =~ ^(--[A-Za-z0-9_.-]+=)(.*)$ ]]; then
-      key="${BASH_REMATCH[1]}"; a="${BASH_REMATCH[2]}"
-    fi
-    if [[ "$a" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then out+=("${key}${a}")
-    elif [[ "$a" != *[\'\"\$\`\\!]* ]]; then out+=("${key}'${a}'")
-    elif [[ "$a" != *[\"\$\`\\!]* ]]; then out+=("${key}\"${a}\"")
-    else out+=("${key}'${a//\'/\'\\\'\'}'"); fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # show_help, quote, sets_strategy
 
 dry_run=0
 install=0
@@ -62,9 +49,7 @@ if [[ "$xla_flags" != *xla_gpu_enable_latency_hiding_scheduler* ]]; then
   xla_flags="${xla_flags:+${xla_flags} }--xla_gpu_enable_latency_hiding_scheduler=true"
 fi
 strategy=(--config.parallel.strategy=jit)
-for a in "${args[@]}"; do
-  [[ "$a" != --config.parallel.strategy* ]] || strategy=()
-done
+! sets_strategy "${args[@]}" || strategy=()
 
 run() {  # run CMD...: runs it, or prints it with --dry-run
   if (( dry_run )); then quote "$@"; else "$@"; fi

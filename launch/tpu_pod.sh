@@ -51,22 +51,8 @@ usage() {
     "[-- wgan_jax.main args...]" >&2
   exit 2
 }
-show_help() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0; }
-
-quote() {  # quote ARGS...: the arguments as one shell-quoted line, readable
-  local out=() a key
-  for a in "$@"; do
-    key=""
-    if [[ "$a" =~ ^(--[A-Za-z0-9_.-]+=)(.*)$ ]]; then
-      key="${BASH_REMATCH[1]}"; a="${BASH_REMATCH[2]}"
-    fi
-    if [[ "$a" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then out+=("${key}${a}")
-    elif [[ "$a" != *[\'\"\$\`\\!]* ]]; then out+=("${key}'${a}'")
-    elif [[ "$a" != *[\"\$\`\\!]* ]]; then out+=("${key}\"${a}\"")
-    else out+=("${key}'${a//\'/\'\\\'\'}'"); fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # show_help, quote, sets_strategy
 
 dry_run=0
 name="${TPU_NAME:-wgan-jax-${USER:-user}}"
@@ -227,9 +213,7 @@ ssh_all "$install"
 
 # 4. Run.
 strategy=(--config.parallel.strategy=jit)
-for a in "${main_args[@]}"; do
-  [[ "$a" != --config.parallel.strategy* ]] || strategy=()
-done
+! sets_strategy "${main_args[@]}" || strategy=()
 train="cd ${remote_dir} && ../${venv}/bin/python -m wgan_jax.main"
 train+=" $(quote "--config=${config}" "--workdir=${workdir}" "${strategy[@]}")${data_flag}"
 (( ${#main_args[@]} == 0 )) || train+=" $(quote "${main_args[@]}")"

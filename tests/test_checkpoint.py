@@ -141,7 +141,7 @@ def test_resume_with_a_different_model_or_objective_is_one_clear_error(reference
 def test_checkpoint_of_another_architecture_is_one_clear_error(reference):
   workdir = str(reference[0])
   other = train.Run(_config(**{'model.mlp_hidden': 64}))
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=4, keep=2)
+  ckpt = checkpoint.Checkpointer(workdir, keep=2)
   try:
     with pytest.raises(WorkdirError, match='does not fit this model.*checkpoint .*vs model'):
       ckpt.restore(30, checkpoint.abstract_like(other.init_state()))
@@ -156,7 +156,7 @@ def test_restore_onto_another_device_layout(reference):
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                         jax.eval_shape(run.init_state))
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=4, keep=2)
+  ckpt = checkpoint.Checkpointer(workdir, keep=2)
   try:
     state, meta = ckpt.restore(30, target)
   finally:
@@ -371,8 +371,8 @@ def test_sample_and_evaluate_refuse_a_nonfinite_checkpoint(reference, tmp_path):
   run, state, _ = train.load_for_inference(workdir)
   state = state._replace(step=jnp.int32(32), d_params=jax.tree.map(lambda x: x * jnp.nan,
                                                                    state.d_params))
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=3)
-  ckpt.save(32, state, {'step': 32, 'config': run.config.to_dict()}, force=True)
+  ckpt = checkpoint.Checkpointer(workdir, keep=3)
+  ckpt.save(32, state, {'step': 32, 'config': run.config.to_dict()})
   ckpt.close()  # as versions without the divergence check could write
   with pytest.raises(CheckpointError, match=r'checkpoint 32 .* holds NaN or infinite values '
                                             r'\(d_params\..*pass --step=30'):

@@ -1,4 +1,5 @@
 """Bad input: one readable line on stderr, a non-zero exit, nothing written."""
+import ast
 import os
 import re
 import subprocess
@@ -124,3 +125,21 @@ def test_validate_allows_the_documented_zeros():
                                g_batch_size=0, seed=0, ema_decay=0.0,
                                **{'eval.metrics_every_steps': 0, 'lipschitz.gp_weight': 0.0})
   config_lib.validate(config)
+
+
+COMMANDS = ('wgan_jax/main.py', 'wgan_jax/sample.py', 'wgan_jax/evaluate.py',
+            'wgan_jax/eval/reference_stats.py', 'wgan_jax/eval/convert_inception.py',
+            'wgan_jax/experiments/parallel_lines.py', 'wgan_jax/experiments/toy_suite.py',
+            'wgan_jax/experiments/clipping_gradients.py',
+            'wgan_jax/experiments/lipschitz_check.py')
+
+
+@pytest.mark.parametrize('path', COMMANDS)
+def test_every_command_main_is_the_entry_helper(path):
+  """`if __name__ == '__main__':` is one call of cli.entry (or common.entry, built on it)."""
+  with open(os.path.join(configs_loader.ROOT, path)) as f:
+    tree = ast.parse(f.read())
+  blocks = [n for n in tree.body if isinstance(n, ast.If) and '__main__' in ast.unparse(n.test)]
+  assert len(blocks) == 1 and len(blocks[0].body) == 1, path
+  call = blocks[0].body[0].value
+  assert ast.unparse(call.func) in ('cli.entry', 'common.entry'), path

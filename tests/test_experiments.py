@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from absl import flags
 
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import (clipping_gradients, common, lines_theory, lipschitz_check,
@@ -218,3 +219,36 @@ def test_json_output_is_one_line_and_strict(capsys):
   out = capsys.readouterr().out
   assert out == line + '\n' and '\n' not in line
   assert json.loads(line) == {'a': None, 'b': [1.0, 0.5], 'c': [0, 1]}
+
+
+@pytest.mark.parametrize('module, kwargs', [
+    (clipping_gradients, dict(empty_ok=('clip_values',))),
+    (lipschitz_check, dict(names={'methods': toy_suite.METHODS})),
+    (toy_suite, dict(names={'methods': toy_suite.METHODS, 'datasets': toy_suite.DATASETS})),
+    (parallel_lines, dict(method='spectral')),
+])
+def test_flags_come_from_settings(module, kwargs):
+  fv = flags.FlagValues()
+  common.define_flags(module.Settings(), module.FLAG_HELP, out_dir='runs/x', flag_values=fv)
+  fv(['prog'])
+  assert common.settings_from_flags(module.Settings, module.FLAG_HELP, flag_values=fv,
+                                    **kwargs) == module.Settings()
+  assert fv.out_dir == 'runs/x'
+
+
+def test_flags_parse_lists():
+  fv = flags.FlagValues()
+  common.define_flags(clipping_gradients.Settings(), clipping_gradients.FLAG_HELP,
+                      out_dir='runs/x', flag_values=fv)
+  fv(['prog', '--clip_values=', '--depth=3', '--nogp'])
+  settings = common.settings_from_flags(clipping_gradients.Settings,
+                                        clipping_gradients.FLAG_HELP, flag_values=fv,
+                                        empty_ok=('clip_values',))
+  assert (settings.clip_values, settings.depth, settings.gp) == ((), 3, False)
+  fv = flags.FlagValues()
+  common.define_flags(toy_suite.Settings(), toy_suite.FLAG_HELP, out_dir='runs/x',
+                      flag_values=fv)
+  fv(['prog', '--methods=wgan,nope'])
+  with pytest.raises(ConfigError, match='nope'):
+    common.settings_from_flags(toy_suite.Settings, toy_suite.FLAG_HELP, flag_values=fv,
+                               names={'methods': toy_suite.METHODS})

@@ -167,26 +167,6 @@ def test_eval_real(mock_tfds):
     source.eval_real(N + 1, index=0)
 
 
-def test_prefetcher_matches_direct_calls(mock_tfds):
-  del mock_tfds
-  source = _source()
-  direct = lambda step: source.batches(step, shape=(2, 2))
-  with images.Prefetcher(direct) as prefetcher:
-    for step in [0, 1, 2, 5, 6, 6, 3]:  # In order, a jump, a repeat and a step back.
-      got, want = prefetcher.get(step), direct(step)
-      np.testing.assert_array_equal(got[0], want[0])
-      np.testing.assert_array_equal(got[1], want[1])
-
-
-def test_prefetcher_computes_next_step_in_background():
-  calls = []
-  fn = lambda step: calls.append(step) or step * 10
-  with images.Prefetcher(fn) as prefetcher:
-    assert [prefetcher.get(s) for s in range(4)] == [0, 10, 20, 30]
-  # Step 0 synchronously, then each step once, one ahead (step 4 may be cancelled by close).
-  assert calls[:4] == [0, 1, 2, 3] and calls[4:] in ([], [4])
-
-
 # ----------------------------------------------------------------------------- real array_record
 
 

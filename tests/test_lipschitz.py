@@ -135,9 +135,9 @@ def _plan(method, **kw):
 
 
 def test_make_plan_per_method():
-  assert _plan('none') == lipschitz.LipschitzPlan(None, 0.0, None, False)
-  assert _plan('clip').clip_value == 0.01
-  assert _plan('spectral').spectral
+  assert _plan('none') == lipschitz.LipschitzPlan(None, 0.0, None)
+  assert _plan('clip') == lipschitz.LipschitzPlan(None, 0.0, 0.01)
+  assert _plan('spectral') == _plan('none')  # a model option: nothing in the step
   gp = _plan('gp')
   assert gp.weight == 10.0 and gp.penalty is not None
   assert _plan('r1').weight == 2.0  # gamma / 2

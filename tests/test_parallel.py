@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wgan_jax import parallel, train
+from wgan_jax import config_lib, parallel, train
 from wgan_jax.errors import ConfigError
 from tests import configs_loader
 
-STRATEGIES = ('single', 'pmap', 'jit')
+STRATEGIES = tuple(parallel.STRATEGIES)
 # Same global step up to float reordering: relative 1e-3, with an absolute floor for losses
 # that pass near zero (the hinge generator loss -mean D(fake) starts at ~1e-2).
 RTOL, ATOL = 1e-3, 2e-4
@@ -37,6 +37,12 @@ def _losses(file, arg, strategy, steps, **overrides):
     if t % 4 == 3:
       jax.block_until_ready(state)  # simulated devices: avoid queueing many collectives
   return np.array(out), run.strategy.to_canonical(state)
+
+
+def test_config_lib_validates_the_registered_strategies():
+  assert set(config_lib.STRATEGIES) == set(parallel.STRATEGIES)
+  with pytest.raises(ConfigError, match='unknown parallel.strategy'):
+    parallel.make_strategy('bogus')
 
 
 def test_four_devices_are_simulated():

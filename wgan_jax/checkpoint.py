@@ -217,11 +217,11 @@ def tree_mismatches(saved_metadata, abstract_state) -> list[str]:
 
 
 class Checkpointer:
-  """Async saves every `every_steps`, keeps the last `keep`; all processes take part."""
+  """Async saves where the train loop asks for them, keeps the last `keep`; all processes
+  take part."""
 
-  def __init__(self, workdir: str, *, every_steps: int, keep: int):
+  def __init__(self, workdir: str, *, keep: int):
     self.workdir = workdir
-    self.every_steps = every_steps
     self._pending_bytes = 0  # size of the state being saved (for a full-disk message)
     self.manager = ocp.CheckpointManager(
         workdir_lib.path(workdir, CHECKPOINT_DIR).resolve(),
@@ -230,10 +230,8 @@ class Checkpointer:
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'meta': ocp.JsonCheckpointHandler()})
 
-  def save(self, step: int, state, meta: dict, *, force: bool = False) -> bool:
-    """Starts an async save of `state` at `step` (every `every_steps`, or when forced)."""
-    if not force and step % self.every_steps:
-      return False
+  def save(self, step: int, state, meta: dict) -> bool:
+    """Starts an async save of `state` at `step` (False: `step` is already the latest)."""
     if self.manager.latest_step() == step:
       return False
     with disk_full_as_one_line(self.workdir, self._pending_bytes):

@@ -1,9 +1,13 @@
-"""Command-line plumbing shared by the entry points: flags -> config, one-line errors."""
+"""Command-line plumbing shared by the entry points: flags -> config, one-line errors.
+
+Every command's `__main__` is `cli.entry(main)`: flag parsing, library logs off and the
+one-line user error in one place.
+"""
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
-from absl import flags
+from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
@@ -66,7 +70,6 @@ def quiet_logs() -> None:
   """Library log lines off unless --verbosity is given: absl logging at ERROR, and none from
   orbax, which logs each failure (full disk, unreadable checkpoint) that it then raises and
   the run reports in one line."""
-  from absl import logging  # pylint: disable=import-outside-toplevel
   if flags.FLAGS['verbosity'].present:
     return
   logging.set_verbosity(logging.ERROR)
@@ -123,3 +126,27 @@ def run_user_errors(fn: Callable[[], object], *, workdir: str = '') -> object:
           f'free some space and rerun the same command', file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(DiskFull.exit_code)  # pylint: disable=protected-access
+
+
+def entry(main: Callable[[Sequence[str]], object], *,
+          define_flags: Optional[Callable[[], None]] = None, workdir_flag: str = '') -> None:
+  """A command's whole `__main__`: `if __name__ == '__main__': cli.entry(main)`.
+
+  Args:
+    main: main(argv) after flag parsing; it may call `fail` or raise a UserError.
+    define_flags: defines the command's flags, for modules that define them only when run
+      as a command (importing them from tests or other commands defines nothing).
+    workdir_flag: the flag naming the directory the command writes into, named by the
+      one-line full-disk error.
+  Bad flags are one line and exit code 2 (parse_flags); library logs are off unless
+  --verbosity is given (quiet_logs); errors from main as in run_user_errors.
+  """
+  if define_flags is not None:
+    define_flags()
+
+  def run(argv: Sequence[str]) -> None:
+    quiet_logs()
+    workdir = (flags.FLAGS[workdir_flag].value or '') if workdir_flag else ''
+    run_user_errors(lambda: main(argv), workdir=workdir)
+
+  app.run(run, flags_parser=parse_flags)

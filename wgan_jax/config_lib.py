@@ -10,9 +10,11 @@ colon in `--config=configs/sngan.py:ARG` is a comma-separated list of tokens:
 """
 import dataclasses
 import math
-from typing import Iterable, Optional
+import os
+from typing import Iterable, Mapping, Optional
 
 import ml_collections
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 from wgan_jax.errors import ConfigError
 
@@ -20,6 +22,7 @@ from wgan_jax.errors import ConfigError
 # names, checked by a test; they are not imported here to keep config loading light).
 TOY_DATASETS = ('gaussians8', 'gaussians25', 'swissroll', 'parallel_lines')
 IMAGE_DATASETS = ('cifar10', 'mnist', 'fashion_mnist', 'celeb_a', 'stl10')
+# The names of wgan_jax.parallel.STRATEGIES (checked by a test; that module imports jax).
 STRATEGIES = ('single', 'pmap', 'jit')
 # model.conv_impl values (wgan_jax.ops.conv.CONV_IMPLS, checked by a test; not imported here
 # to keep config loading light).
@@ -219,6 +222,64 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.log_every_steps = 1
   c.eval_every_steps = 2
   c.checkpoint_every_steps = 2
+
+
+def start(arg: Optional[str], *, keys: Iterable[str] = ()) -> tuple:
+  """Every config file's first step: (`arg` parsed against the flags every file takes,
+  `base_config()` on the argument's dataset, default cifar10).
+
+  The flags are cnn / resnet (the image architecture), ARCH_FLAGS, CONDITIONAL_FLAGS and
+  smoke; `keys` are the file's key=value settings.
+  """
+  a = parse_arg(arg, flags=('cnn', 'resnet') + ARCH_FLAGS + CONDITIONAL_FLAGS, keys=keys)
+  c = base_config()
+  c.data.name = a.dataset or 'cifar10'
+  return a, c
+
+
+def finish(c: ml_collections.ConfigDict, a: Arg) -> ml_collections.ConfigDict:
+  """Every config file's last step: the architecture and conditional flags of its argument
+  `a`, then `smoke`'s shrinking; returns `c`."""
+  apply_arch_flags(c, a.flags)
+  apply_conditional_flags(c, a.flags)
+  if 'smoke' in a.flags:
+    shrink_for_smoke(c)
+  return c
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          'configs')
+
+
+def load_config(file: str, arg: str = '',
+                overrides: Optional[Mapping] = None) -> ml_collections.ConfigDict:
+  """configs/<file>.py:<arg> as --config loads it, with dotted-key overrides applied.
+
+  Args:
+    file: a config file name in configs/ without '.py' (wgan, wgan_gp, sngan).
+    arg: the config argument (e.g. 'gaussians8').
+    overrides: {'model.mlp_hidden': 128, ...}; every key must exist in the config.
+  Returns:
+    The ConfigDict.
+  Raises:
+    ConfigError: an unknown config file or override key.
+  """
+  path = os.path.join(CONFIG_DIR, f'{file}.py')
+  if not os.path.exists(path):
+    raise ConfigError(f'no config file {path!r}')
+  config = ConfigFileFlagParser(name='config').parse(f'{path}:{arg}' if arg else path)
+  with config.unlocked():
+    for key, value in (overrides or {}).items():
+      node = config
+      *parents, leaf = key.split('.')
+      for part in parents:
+        node = node[part] if part in node else None
+        if node is None:
+          break
+      if node is None or leaf not in node:
+        raise ConfigError(f'unknown config key {key!r} for configs/{file}.py')
+      node[leaf] = value
+  return config
 
 
 INT32_MAX = 2**31 - 1

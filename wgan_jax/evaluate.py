@@ -12,6 +12,7 @@ import json
 from typing import Optional
 
 import ml_collections
+from absl import flags
 
 from wgan_jax import cli
 
@@ -100,19 +101,15 @@ def evaluate_workdir(workdir: str, step: Optional[int] = None, *, data_dir: str 
 
 def main(argv) -> None:
   del argv
-  from absl import flags  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   if not f.workdir:
     cli.fail('--workdir is required, e.g. --workdir=runs/sngan_cifar10')
   overrides = {k: f[k].value for k in OVERRIDES if f[k].present}
-  scores = cli.run_user_errors(lambda: evaluate_workdir(f.workdir, f.step, data_dir=f.data_dir,
-                                                        **overrides), workdir=f.workdir)
+  scores = evaluate_workdir(f.workdir, f.step, data_dir=f.data_dir, **overrides)
   print(json.dumps(scores, sort_keys=True))
 
 
 def define_flags() -> None:
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string('workdir', None, 'A training run\'s workdir.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('metrics', 'fid,is', 'Comma-separated: fid, is, kid, swd, intra_fid.')
@@ -128,6 +125,4 @@ def define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.entry(main, define_flags=define_flags, workdir_flag='workdir')

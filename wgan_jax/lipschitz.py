@@ -17,15 +17,13 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from wgan_jax.errors import ConfigError
+from wgan_jax.registry import lookup
 
 # Inside the square root of a gradient norm: the penalty stays finite (and differentiable)
 # where the critic's input gradient is exactly zero, e.g. a freshly zero-initialised layer.
 NORM_EPS = 1e-12
 # Added to vector norms in the power iteration (Miyato et al. use 1e-12).
 SN_EPS = 1e-12
-
-METHODS = ('none', 'clip', 'gp', 'r1', 'spectral')
 
 
 def clip_weights(params, *, clip_value: float):
@@ -125,8 +123,16 @@ def spectral_normalize(w, u, *, n_iters: int = 1):
 
   Miyato et al. 2018, Algorithm 1: u is kept across training steps, so one iteration per
   update suffices. With W the weight reshaped to [m, n_out] and u' = power_iteration(u),
-  sigma = ||W u'|| (= v^T W u' with v = W u' / ||W u'||, the paper's estimate). u' is a
-  constant for differentiation (stop_gradient), so d sigma / d W = v u'^T as in the paper.
+  sigma = ||W u'|| (= v^T W u' with v = W u' / ||W u'||). u' is a constant for
+  differentiation (stop_gradient), so d sigma / d W = v u'^T as in the paper.
+
+  The estimate is half a power iteration past the paper's. The paper keeps its vector on
+  the output side, u~ = normalize(W v) formed with the previous update's W, and per update
+  computes v = normalize(W^T u~), u~ <- normalize(W v), sigma = u~^T W v = ||W v||: two
+  products. Here the kept vector is the input-side v itself (R^n_out), and an update
+  redoes the half-step W v with the current W before W^T (three products: W u, W^T, W u').
+  With W unchanged between updates both give the same sigma; while W moves, this one has
+  taken one more half-iteration, with the current weights.
   With n_iters = 0 the stored u is used as it is: the critic's non-updating passes (the
   penalty's and the generator's) then see exactly the sigma of the last updating pass.
 
@@ -170,27 +176,40 @@ class LipschitzPlan(NamedTuple):
               alpha [B] ~ U[0, 1] are the interpolation weights (used by gp only).
   weight:     the penalty's coefficient in the critic loss.
   clip_value: None, or c for the projection onto [-c, c] after each critic update.
-  spectral:   spectral normalisation of every critic layer (a model option).
+  (Spectral normalisation is a model option, model.d_norm='spectral': nothing in the step.)
   """
   penalty: Optional[Callable]
   weight: float
   clip_value: Optional[float]
-  spectral: bool
+
+
+def _gp_plan(cfg) -> LipschitzPlan:
+  penalty = functools.partial(gradient_penalty, target=cfg.gp_target,
+                              one_sided=cfg.gp_one_sided)
+  return LipschitzPlan(penalty, cfg.gp_weight, None)
+
+
+def _r1_plan(cfg) -> LipschitzPlan:
+  penalty = lambda d_fn, *, real, fake, alpha: r1_penalty(d_fn, real=real)
+  # Mescheder et al.: gamma / 2 * E ||grad D(real)||^2.
+  return LipschitzPlan(penalty, cfg.r1_gamma / 2.0, None)
+
+
+def _nothing_in_the_step(cfg) -> LipschitzPlan:
+  del cfg
+  return LipschitzPlan(None, 0.0, None)
+
+
+# lipschitz.method -> the LipschitzPlan of config.lipschitz.
+METHODS = {
+    'none': _nothing_in_the_step,
+    'clip': lambda cfg: LipschitzPlan(None, 0.0, cfg.clip_value),
+    'gp': _gp_plan,
+    'r1': _r1_plan,
+    'spectral': _nothing_in_the_step,  # the critic's layers normalise themselves
+}
 
 
 def make_plan(cfg) -> LipschitzPlan:
-  """The LipschitzPlan of `config.lipschitz` (method: none | clip | gp | r1 | spectral)."""
-  method = cfg.method
-  if method not in METHODS:
-    raise ConfigError(f'unknown lipschitz.method {method!r}; valid: {", ".join(METHODS)}')
-  if method == 'gp':
-    penalty = functools.partial(gradient_penalty, target=cfg.gp_target,
-                                one_sided=cfg.gp_one_sided)
-    return LipschitzPlan(penalty, cfg.gp_weight, None, False)
-  if method == 'r1':
-    penalty = lambda d_fn, *, real, fake, alpha: r1_penalty(d_fn, real=real)
-    # Mescheder et al.: gamma / 2 * E ||grad D(real)||^2.
-    return LipschitzPlan(penalty, cfg.r1_gamma / 2.0, None, False)
-  if method == 'clip':
-    return LipschitzPlan(None, 0.0, cfg.clip_value, False)
-  return LipschitzPlan(None, 0.0, None, method == 'spectral')
+  """The LipschitzPlan of `config.lipschitz` (method: a METHODS name)."""
+  return lookup(METHODS, cfg.method, 'lipschitz.method')(cfg)

@@ -238,11 +238,6 @@ F_DIVERGENCES: dict[str, FDivergence] = {
 }
 
 
-def get_f_divergence(name: str) -> FDivergence:
-  """F_DIVERGENCES[name]; a ConfigError listing the valid names otherwise."""
-  return lookup(F_DIVERGENCES, name, 'f-divergence')
-
-
 # ----------------------------------------------------------------------------------------
 # The losses.
 
@@ -414,21 +409,19 @@ class GanLoss(NamedTuple):
   """A named GAN objective: both players minimise their own function."""
   d: Callable             # (*, d_real, d_fake) -> scalar, minimised by the critic
   g: Callable             # (*, d_fake) -> scalar, minimised by the generator
-  is_wasserstein: bool    # True for wasserstein and hinge (critic_gap estimates W1)
 
 
 def _f_gan_loss(divergence: FDivergence) -> GanLoss:
   return GanLoss(d=functools.partial(f_gan_d_loss, divergence=divergence),
-                 g=functools.partial(f_gan_g_loss, divergence=divergence),
-                 is_wasserstein=False)
+                 g=functools.partial(f_gan_g_loss, divergence=divergence))
 
 
 LOSSES: dict[str, GanLoss] = {
-    'minimax': GanLoss(minimax_d_loss, minimax_g_loss, False),
-    'non_saturating': GanLoss(minimax_d_loss, non_saturating_g_loss, False),
-    'wasserstein': GanLoss(wasserstein_d_loss, wasserstein_g_loss, True),
-    'hinge': GanLoss(hinge_d_loss, wasserstein_g_loss, True),
-    'least_squares': GanLoss(least_squares_d_loss, least_squares_g_loss, False),
+    'minimax': GanLoss(minimax_d_loss, minimax_g_loss),
+    'non_saturating': GanLoss(minimax_d_loss, non_saturating_g_loss),
+    'wasserstein': GanLoss(wasserstein_d_loss, wasserstein_g_loss),
+    'hinge': GanLoss(hinge_d_loss, wasserstein_g_loss),
+    'least_squares': GanLoss(least_squares_d_loss, least_squares_g_loss),
     **{f'f_{name}': _f_gan_loss(div) for name, div in F_DIVERGENCES.items()},
 }
 

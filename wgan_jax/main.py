@@ -4,7 +4,7 @@ Multi-host: on a Cloud TPU pod slice or a multi-task SLURM job jax.distributed i
 initialised automatically; elsewhere pass --coordinator_address, --num_processes and
 --process_id (see launch/).
 """
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from wgan_jax import cli
@@ -22,7 +22,6 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 
 def main(argv):
   del argv
-  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   config = cli.config_from_flag(_CONFIG)
   if not _WORKDIR.value:
     cli.fail('--workdir is required, e.g. --workdir=runs/wgan_gp_gaussians8')
@@ -31,10 +30,9 @@ def main(argv):
                                   num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   parallel.enable_compilation_cache()
   # Preempted (SIGTERM 143, SIGINT 130: as if the signal had ended the process), Diverged,
-  # DiskFull: one line and their exit codes.
-  cli.run_user_errors(lambda: train.train_and_evaluate(config, _WORKDIR.value),
-                      workdir=_WORKDIR.value)
+  # DiskFull: one line and their exit codes (cli.entry).
+  train.train_and_evaluate(config, _WORKDIR.value)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.entry(main, workdir_flag='workdir')

@@ -20,15 +20,14 @@ import os
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from wgan_jax.errors import ConfigError
+from wgan_jax.registry import lookup
 
 AXIS = 'data'
-STRATEGIES = ('single', 'pmap', 'jit')
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -52,7 +51,8 @@ class Strategy(NamedTuple):
   """How the train step runs on the devices.
 
   name:        single | pmap | jit
-  num_shards:  devices the batch is split over (1 for single)
+  num_shards:  devices the global batch is split over (1 for single; for jit XLA does the
+               split, so the step is built with step.StepConfig.num_shards = 1)
   axis_name:   the collective axis inside the step (pmap), else None
   compile:     pure step (state, batch) -> (state, metrics) -> the callable the loop runs
   to_device:   canonical state -> the layout `compile`'s callable takes
@@ -93,7 +93,11 @@ def local_copy(tree):
   return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
-def _single() -> Strategy:
+def _single(mesh) -> Strategy:
+  del mesh  # one device
+  if jax.process_count() > 1:
+    raise ConfigError('parallel.strategy=single runs in one process; use pmap or jit for '
+                      f'a {jax.process_count()}-process job')
   return Strategy('single', 1, None, lambda fn: jax.jit(fn, donate_argnums=0),
                   _identity, _identity, lambda batch: batch, _identity)
 
@@ -141,16 +145,17 @@ def _pmap(mesh) -> Strategy:
                   lambda m: jax.tree.map(lambda x: x[0], m))
 
 
+# parallel.strategy -> builder(mesh or None) -> Strategy (config_lib.STRATEGIES lists the
+# same names for config validation without importing jax; a test checks they agree).
+STRATEGIES = {'single': _single, 'pmap': _pmap, 'jit': _jit}
+
+
 def make_strategy(name: str, mesh=None) -> Strategy:
-  if name not in STRATEGIES:
-    raise ConfigError(f'unknown parallel.strategy {name!r}; valid: {", ".join(STRATEGIES)}')
-  if name == 'single':
-    if jax.process_count() > 1:
-      raise ConfigError('parallel.strategy=single runs in one process; use pmap or jit for '
-                        f'a {jax.process_count()}-process job')
-    return _single()
-  mesh = make_mesh() if mesh is None else mesh
-  return _jit(mesh) if name == 'jit' else _pmap(mesh)
+  """The Strategy `name` over `mesh` (default: every device; unused by single)."""
+  build = lookup(STRATEGIES, name, 'parallel.strategy')
+  if name != 'single' and mesh is None:
+    mesh = make_mesh()
+  return build(mesh)
 
 
 # ----------------------------------------------------------------------------- in-step helpers

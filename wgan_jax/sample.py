@@ -13,11 +13,19 @@ toy scatter plots colour the samples by requested class. Without --labels a cond
 cycles through all classes.
 """
 import os
+import shutil
 from typing import Optional
 
-from absl import app, flags
+import ml_collections
+import numpy as np
+from absl import flags
 
-from wgan_jax import cli
+from wgan_jax import cli, config_lib, data, plots
+from wgan_jax.errors import UserError
+
+# jax, and the modules that import it (checkpoint, step, state, train), are imported
+# inside the functions that need them: the flags and the output path are checked first, in
+# well under a second.
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
@@ -40,9 +48,6 @@ def parse_labels(spec, *, num_classes: int, num_samples: int):
   Raises:
     UserError (one line): labels on an unconditional run, or a bad class.
   """
-  import numpy as np
-
-  from wgan_jax.errors import UserError
   if not num_classes:
     if spec:
       raise UserError('--labels needs a class-conditional run (config.conditional.method); '
@@ -88,7 +93,6 @@ def generate(run, state, *, num_samples: int, seed: int, labels=None):
 def stream_npy(path: str, chunks, *, shape: tuple) -> None:
   """Writes the float32 chunks (shape[0] rows in all) to `path` as one .npy, chunk by chunk
   (through `path`.tmp, renamed when complete)."""
-  import numpy as np
   tmp = path + '.tmp'
   out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float32, shape=shape)
   try:
@@ -108,7 +112,6 @@ def stream_npy(path: str, chunks, *, shape: tuple) -> None:
 def check_out_path(path: str) -> None:
   """UserError (one line) when --out cannot be written: a folder, a missing or read-only
   parent folder."""
-  from wgan_jax.errors import UserError
   parent = os.path.dirname(os.path.abspath(path))
   if os.path.isdir(path):
     raise UserError(f'--out={path!r} is an existing folder; pass a file path ending in '
@@ -128,12 +131,7 @@ def available_memory() -> int:
 def check_size(path: str, *, count: int, example_shape: tuple) -> None:
   """UserError (one line) when `count` float32 examples of `example_shape` do not fit: on
   the disk for .npy (streamed), in memory for .png (a plot of all of them)."""
-  import shutil
-
-  import numpy as np
-
-  from wgan_jax.checkpoint import format_bytes as _format_bytes
-  from wgan_jax.errors import UserError
+  from wgan_jax.checkpoint import format_bytes as _format_bytes  # jax: see the top
   needed = count * int(np.prod(example_shape)) * 4
   if path.endswith('.npy'):
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
@@ -149,9 +147,7 @@ def check_size(path: str, *, count: int, example_shape: tuple) -> None:
 def planned_count(workdir: str, *, num_samples: int, labels_spec) -> Optional[tuple]:
   """(count, example_shape) of a sample run, from the config stored in the workdir (None
   when there is none: loading reports that)."""
-  import ml_collections
-
-  from wgan_jax import checkpoint, config_lib, data
+  from wgan_jax import checkpoint  # pylint: disable=import-outside-toplevel
   saved = checkpoint.saved_config(workdir)
   if saved is None:
     return None
@@ -164,9 +160,6 @@ def planned_count(workdir: str, *, num_samples: int, labels_spec) -> Optional[tu
 
 def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=None,
                   ncol=None) -> None:
-  import numpy as np
-
-  from wgan_jax import plots
   if path.endswith('.npy'):
     np.save(path, samples)
   elif is_toy:
@@ -177,7 +170,6 @@ def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=N
 
 def main(argv):
   del argv
-  cli.quiet_logs()  # library chatter off; --verbosity=0 for INFO logs
   if not _WORKDIR.value or not _OUT.value:
     cli.fail('--workdir and --out are required, e.g. --workdir=runs/quickstart --out=s.png')
   if os.path.splitext(_OUT.value)[1] not in FORMATS:
@@ -188,29 +180,26 @@ def main(argv):
     cli.fail(f'--seed must be in [0, 2**32), got {_SEED.value}')
   out = _OUT.value
 
-  def sample():
-    check_out_path(out)  # before anything is loaded
-    plan = planned_count(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
-                         labels_spec=_LABELS.value)
-    if plan is not None:
-      check_size(out, count=plan[0], example_shape=plan[1])
-    from wgan_jax import train  # pylint: disable=import-outside-toplevel
-    run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
-    labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
-                          num_samples=_NUM_SAMPLES.value)
-    n = _NUM_SAMPLES.value if labels is None else len(labels)
-    if out.endswith('.npy'):
-      stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
-                                      labels=labels), shape=(n,) + tuple(run.data_shape))
-    else:
-      samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
-      write_samples(out, samples, is_toy=run.is_toy, labels=labels,
-                    ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
-                    title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
-    print(f'wrote {n} samples of step {step} to {out}')
-
-  cli.run_user_errors(sample)
+  check_out_path(out)  # before anything is loaded
+  plan = planned_count(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
+                       labels_spec=_LABELS.value)
+  if plan is not None:
+    check_size(out, count=plan[0], example_shape=plan[1])
+  from wgan_jax import train  # pylint: disable=import-outside-toplevel
+  run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
+  labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
+                        num_samples=_NUM_SAMPLES.value)
+  n = _NUM_SAMPLES.value if labels is None else len(labels)
+  if out.endswith('.npy'):
+    stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
+                                    labels=labels), shape=(n,) + tuple(run.data_shape))
+  else:
+    samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
+    write_samples(out, samples, is_toy=run.is_toy, labels=labels,
+                  ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
+                  title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')
+  print(f'wrote {n} samples of step {step} to {out}')
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.entry(main)

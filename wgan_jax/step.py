@@ -70,7 +70,9 @@ class StepConfig(NamedTuple):
   z_dim: int
   seed: int
   ema_decay: float
-  num_shards: int = 1              # devices the batch is split over (pmap)
+  num_shards: int = 1              # slices of the global batch this step sees one of:
+                                   # the device count under pmap, 1 for single and jit
+                                   # (jit's step is written for the global batch)
   axis_name: Optional[str] = None  # the pmap axis, else None
   critic_unroll: int = 1           # lax.scan unroll of the critic updates
   acgan_d_weight: float = 1.0      # critic's auxiliary-classifier loss weight (acgan head)

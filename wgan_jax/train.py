@@ -221,8 +221,7 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   if is_chief:
     checkpoint.move_aside_incomplete(workdir)  # never counted by the manager below
   _sync_processes('wgan_jax.move_aside_incomplete')
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                                 keep=config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
     state = restore_or_init(run, workdir, ckpt, is_chief)
   except BaseException:
@@ -294,7 +293,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
       if is_save:
         ckpt.save(done, state, {'step': done, 'data_position': done,
                                 'device_count': jax.device_count(),
-                                'strategy': strategy.name, 'config': config_dict}, force=True)
+                                'strategy': strategy.name, 'config': config_dict})
       if stop:
         ckpt.wait()
         raise Preempted(done, stop)
@@ -323,7 +322,7 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
     raise WorkdirError(f'{workdir!r} has no checkpoint at step {step}; available: '
                        f'{", ".join(map(str, steps))}')
   candidates = [step] if step is not None else steps[::-1]
-  ckpt = checkpoint.Checkpointer(workdir, every_steps=1, keep=len(steps))
+  ckpt = checkpoint.Checkpointer(workdir, keep=len(steps))
   runs = {}
   try:
     for candidate in candidates:

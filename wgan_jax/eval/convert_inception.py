@@ -25,7 +25,9 @@ import os
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 
+from wgan_jax import cli
 from wgan_jax.errors import DataError
 from wgan_jax.eval import inception
 
@@ -156,24 +158,18 @@ def convert_file(torch_weights: str, out: str) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  from wgan_jax import cli  # pylint: disable=import-outside-toplevel
   torch_weights, out = flags.FLAGS.torch_weights, flags.FLAGS.out
   if not torch_weights or not out:
     cli.fail(f'--torch_weights and --out are required, e.g. --torch_weights='
              f'{inception.WEIGHTS_FILE} --out=inception_fid.npz')
-  sha = cli.run_user_errors(lambda: convert_file(torch_weights, out))
+  sha = convert_file(torch_weights, out)
   print(f'wrote {out} (from {os.path.basename(torch_weights)}, sha256 {sha})')
 
 
-def _define_flags() -> None:
-  from absl import flags  # pylint: disable=import-outside-toplevel
+def define_flags() -> None:
   flags.DEFINE_string('torch_weights', None, f'pytorch-fid weights ({inception.WEIGHTS_FILE}).')
   flags.DEFINE_string('out', None, 'Converted .npz to write.')
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from wgan_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main, flags_parser=_cli.parse_flags)
+  cli.entry(main, define_flags=define_flags)

@@ -294,6 +294,27 @@ class InceptionWeights(NamedTuple):
   path: str
 
 
+def read_npz(path: str, read: Callable[..., dict], *, missing: str, unreadable: str,
+             format_key: str, expected: str, not_format: str) -> dict:
+  """read(the opened .npz at `path`), a dict whose `format_key` must be `expected` (read
+  only what it needs: np.load is lazy).
+
+  Raises:
+    DataError: `missing` when there is no file; 'cannot read ' + `unreadable` when it does
+      not read; `not_format` for another format (both formatted with path, error / format).
+  """
+  if not path or not os.path.isfile(path):
+    raise DataError(missing)
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      value = read(f)
+  except (OSError, ValueError) as e:
+    raise DataError('cannot read ' + unreadable.format(path=path, error=e)) from None
+  if value.get(format_key) != expected:
+    raise DataError(not_format.format(path=path, format=value.get(format_key)))
+  return value
+
+
 def missing_weights_message(path: str) -> str:
   """The one-line fix for a missing converted weights file."""
   return (f'Inception weights {path!r} not found: download {WEIGHTS_FILE} from the pytorch-fid '
@@ -311,18 +332,14 @@ def check_weights_file(path: str) -> str:
   Returns:
     The SHA-256 of the source .pth recorded in the file.
   """
-  if not path or not os.path.isfile(path):
-    raise DataError(missing_weights_message(path or 'inception_fid.npz'))
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      meta = {k: str(f[k]) for k in META_KEYS if k in f.files}
-  except (OSError, ValueError) as e:
-    raise DataError(f'cannot read Inception weights {path!r} ({e}); re-create it with python -m '
-                    'wgan_jax.eval.convert_inception') from None
-  if meta.get('__format__') != CONVERTED_FORMAT:
-    raise DataError(f'{path!r} is not a converted FID Inception file (format '
-                    f'{meta.get("__format__")!r}, expected {CONVERTED_FORMAT!r}); create it with '
-                    'python -m wgan_jax.eval.convert_inception')
+  meta = read_npz(path, lambda f: {k: str(f[k]) for k in META_KEYS if k in f.files},
+                  missing=missing_weights_message(path or 'inception_fid.npz'),
+                  unreadable='Inception weights {path!r} ({error}); re-create it with python '
+                             '-m wgan_jax.eval.convert_inception',
+                  format_key='__format__', expected=CONVERTED_FORMAT,
+                  not_format='{path!r} is not a converted FID Inception file (format {format!r}, '
+                             f'expected {CONVERTED_FORMAT!r}); create it with python -m '
+                             'wgan_jax.eval.convert_inception')
   sha = meta.get('__source_sha256__', '')
   if not sha.startswith(TRUSTED_SOURCE_SHA256_PREFIXES):
     raise DataError(f'{path!r} was converted from {meta.get("__source_file__", "?")!r} with '

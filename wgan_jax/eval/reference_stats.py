@@ -29,7 +29,9 @@ import os
 from typing import Callable, NamedTuple
 
 import numpy as np
+from absl import flags
 
+from wgan_jax import cli
 from wgan_jax.errors import DataError
 from wgan_jax.eval import fid, inception
 
@@ -132,18 +134,14 @@ def read_protocol(path: str, *, dataset: str = 'cifar10', split: str = 'train') 
   Raises:
     DataError: missing or unreadable file, or not a reference-statistics file.
   """
-  if not path or not os.path.isfile(path):
-    raise DataError(missing_message(path, dataset, split))
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      protocol = json.loads(str(f['protocol'])) if 'protocol' in f.files else {}
-  except (OSError, ValueError) as e:
-    raise DataError(f'cannot read reference statistics {path!r} ({e}); re-create them with '
-                    'python -m wgan_jax.eval.reference_stats') from None
-  if protocol.get('format') != FORMAT:
-    raise DataError(f'{path!r} is not a reference-statistics file (format '
-                    f'{protocol.get("format")!r}); create it with python -m '
-                    'wgan_jax.eval.reference_stats')
+  protocol = inception.read_npz(
+      path, lambda f: json.loads(str(f['protocol'])) if 'protocol' in f.files else {},
+      missing=missing_message(path, dataset, split),
+      unreadable='reference statistics {path!r} ({error}); re-create them with python -m '
+                 'wgan_jax.eval.reference_stats',
+      format_key='format', expected=FORMAT,
+      not_format='{path!r} is not a reference-statistics file (format {format!r}); create it '
+                 'with python -m wgan_jax.eval.reference_stats')
   return protocol
 
 
@@ -205,23 +203,18 @@ def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
 
 def main(argv) -> None:
   del argv
-  from absl import flags, logging  # pylint: disable=import-outside-toplevel
-  from wgan_jax import cli  # pylint: disable=import-outside-toplevel
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
   f = flags.FLAGS
   if not f.dataset or not f.out:
     cli.fail('--dataset and --out are required, e.g. --dataset=cifar10 --split=train '
              '--out=cifar10_train_stats.npz')
-  protocol = cli.run_user_errors(lambda: compute_reference_stats(
+  protocol = compute_reference_stats(
       dataset=f.dataset, split=f.split, out=f.out, weights=f.weights,
       num_samples=f.num_samples, data_dir=f.data_dir, batch_size=f.batch_size,
-      num_kid_features=f.num_kid_features, per_class=f.per_class))
+      num_kid_features=f.num_kid_features, per_class=f.per_class)
   print(json.dumps({'out': f.out, **protocol}, sort_keys=True))
 
 
 def define_flags() -> None:
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string('dataset', None, 'Image dataset name, e.g. cifar10.')
   flags.DEFINE_string('split', 'train', 'tfds split.')
   flags.DEFINE_string('out', None, 'Reference statistics .npz to write.')
@@ -234,7 +227,4 @@ def define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from wgan_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  define_flags()
-  app.run(main, flags_parser=_cli.parse_flags)
+  cli.entry(main, define_flags=define_flags)

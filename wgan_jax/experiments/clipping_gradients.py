@@ -32,7 +32,6 @@ paper; right: the input layer's norm over training), `clipping_gradients.json` a
 line on stdout (per variant: the per-layer norms at every logged step and the ratio of the
 input layer's norm to the output layer's).
 """
-import os
 import re
 import time
 from typing import NamedTuple, Sequence
@@ -41,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import losses
+from wgan_jax import config_lib, losses, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common
@@ -61,6 +60,20 @@ class Settings(NamedTuple):
   measure_batch: int = 256
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'clip_values': 'Comma-separated clipping thresholds c (empty: none).',
+    'gp': 'Also train the gradient-penalty critic.',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'depth': 'Hidden layers of the critic (the paper: 12).',
+    'hidden': 'Units per hidden layer (gan_toy.py: 512).',
+    'steps': 'Generator updates per variant.',
+    'log_every': 'Generator steps between measurements.',
+    'dataset': 'Toy dataset (the paper: swissroll).',
+    'seed': 'Random seed.',
+}
+
+
 def variants(settings: Settings) -> list[tuple[str, str, dict]]:
   """(name, config file, overrides) of every variant."""
   out = [(f'clip {c:g}', 'wgan', {'lipschitz.clip_value': float(c)})
@@ -77,7 +90,7 @@ def variant_config(file: str, overrides: dict, settings: Settings):
             'model.mlp_layers': settings.depth, 'model.g_mlp_layers': 3,
             'model.mlp_hidden': settings.hidden, 'log_every_steps': settings.log_every,
             'eval_every_steps': settings.steps, 'checkpoint_every_steps': settings.steps})
-  return common.load_config(file, settings.dataset, o)
+  return config_lib.load_config(file, settings.dataset, o)
 
 
 def layer_order(names: Sequence[str]) -> list[str]:
@@ -113,7 +126,6 @@ def make_measure(run):
 
 def run_variant(name: str, file: str, overrides: dict, settings: Settings) -> dict:
   """Trains one variant and records its per-layer gradient norms every log_every steps."""
-  from wgan_jax import train
   start = time.time()
   run = train.Run(variant_config(file, overrides, settings))
   measure = make_measure(run)
@@ -180,9 +192,7 @@ def run(settings: Settings = Settings()) -> dict:
 
 
 def plot(path: str, result: dict) -> None:
-  plt = common.pyplot()
-  fig, (ax_l, ax_t) = plt.subplots(1, 2, figsize=(11, 4.5))
-  try:
+  with common.figure(path, 1, 2, figsize=(11, 4.5)) as (_, (ax_l, ax_t)):
     finite = [m for v in result['variants'] for m in v['mean_log10_weight_grad_norm']
               if m is not None]
     floor = min(finite, default=0.0) - 2.0
@@ -203,19 +213,10 @@ def plot(path: str, result: dict) -> None:
     for ax in (ax_l, ax_t):
       ax.grid(alpha=0.3)
       ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
-  common.prepare_out_dir(out_dir)
-  paths = {'json': os.path.join(out_dir, 'clipping_gradients.json'),
-           'figure': os.path.join(out_dir, 'clipping_gradients.png')}
-  common.write_json(paths['json'], result)
-  plot(paths['figure'], result)
-  return paths
+  return common.write_json_and_figure(result, out_dir, 'clipping_gradients', plot)
 
 
 def summary(result: dict) -> dict:
@@ -226,40 +227,7 @@ def summary(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('clip_values', ','.join(f'{c:g}' for c in d.clip_values),
-                      'Comma-separated clipping thresholds c (empty: none).')
-  flags.DEFINE_bool('gp', d.gp, 'Also train the gradient-penalty critic.')
-  flags.DEFINE_float('gp_weight', d.gp_weight, 'lambda of the gradient penalty.')
-  flags.DEFINE_integer('depth', d.depth, 'Hidden layers of the critic (the paper: 12).')
-  flags.DEFINE_integer('hidden', d.hidden, 'Units per hidden layer (gan_toy.py: 512).')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per variant.')
-  flags.DEFINE_integer('log_every', d.log_every, 'Generator steps between measurements.')
-  flags.DEFINE_string('dataset', d.dataset, 'Toy dataset (the paper: swissroll).')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_string('out_dir', 'runs/clipping_gradients', 'Directory for the JSON and figure.')
-
-
-def main(argv) -> None:
-  del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    clips = common.parse_floats(f.clip_values, 'clip_values') if f.clip_values.strip() else ()
-    settings = Settings(clip_values=clips, gp=f.gp, gp_weight=f.gp_weight, depth=f.depth,
-                        hidden=f.hidden, steps=f.steps, log_every=f.log_every,
-                        dataset=f.dataset, seed=f.seed)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings)
-    write_outputs(result, out_dir)
-    common.emit(summary(result))
-
-  common.run_main(body)
-
-
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/clipping_gradients', check=_check,
+               run=lambda settings, _: run(settings), write=write_outputs, summary=summary,
+               empty_ok=('clip_values',))

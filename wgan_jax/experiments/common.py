@@ -1,17 +1,21 @@
-"""Plumbing shared by the experiments: the toy critic, flag parsing, outputs, the CLI.
+"""Plumbing shared by the experiments: the toy critic, flags from Settings, outputs.
 
 Experiments print exactly one JSON line on stdout (the result) and write the same JSON and
 their figures into `--out_dir`. User errors (a bad flag value, an unwritable out_dir) are
 one line on stderr and exit code 2, as for `wgan_jax.main`.
 """
+import contextlib
 import json
 import math
 import os
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+import time
+from typing import Callable, Iterable, Mapping, Optional
 
+import jax
 import ml_collections
+from absl import flags
 
-from wgan_jax import cli, config_lib
+from wgan_jax import cli, config_lib, models
 from wgan_jax.errors import ConfigError, WorkdirError
 
 
@@ -26,7 +30,6 @@ def toy_model_config(*, hidden: int, layers: int, activation: str = 'relu',
 
 def toy_critic(*, hidden: int, layers: int, activation: str = 'relu', d_norm: str = 'none'):
   """The toy MLP critic on 2-D points: a haiku transform with state (x [B, 2] -> [B])."""
-  from wgan_jax import models  # haiku stays behind wgan_jax.models
   pair = models.build_models(
       toy_model_config(hidden=hidden, layers=layers, activation=activation, d_norm=d_norm),
       data_shape=(2,))
@@ -42,44 +45,9 @@ def lipschitz_config(method: str, *, gp_weight: float = 10.0,
 
 
 # ----------------------------------------------------------------------------- configs
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'configs')
-
-
 # gan_toy.py trains at a constant rate; configs/wgan_gp.py's toy recipe decays it (for the
 # quickstart's convergence), so the experiments that reproduce gan_toy.py set it back.
 GAN_TOY_SCHEDULE = {'optim.g.schedule': 'constant', 'optim.d.schedule': 'constant'}
-
-
-def load_config(file: str, arg: str = '', overrides: Optional[Mapping] = None):
-  """configs/<file>.py:<arg> as --config loads it, with dotted-key overrides applied.
-
-  Args:
-    file: a config file name in configs/ without '.py' (wgan, wgan_gp, sngan).
-    arg: the config argument (e.g. 'gaussians8').
-    overrides: {'model.mlp_hidden': 128, ...}; every key must exist in the config.
-  Returns:
-    The ConfigDict.
-  Raises:
-    ConfigError: an unknown config file or override key.
-  """
-  from ml_collections.config_flags.config_flags import ConfigFileFlagParser
-  path = os.path.join(CONFIG_DIR, f'{file}.py')
-  if not os.path.exists(path):
-    raise ConfigError(f'no config file {path!r}')
-  config = ConfigFileFlagParser(name='config').parse(f'{path}:{arg}' if arg else path)
-  with config.unlocked():
-    for key, value in (overrides or {}).items():
-      node = config
-      *parents, leaf = key.split('.')
-      for part in parents:
-        node = node[part] if part in node else None
-        if node is None:
-          break
-      if node is None or leaf not in node:
-        raise ConfigError(f'unknown config key {key!r} for configs/{file}.py')
-      node[leaf] = value
-  return config
 
 
 def train_gan(run, *, hook: Optional[Callable] = None, hook_every: int = 0):
@@ -93,9 +61,6 @@ def train_gan(run, *, hook: Optional[Callable] = None, hook_every: int = 0):
   Returns:
     (final state, seconds spent in the loop).
   """
-  import time
-
-  import jax
   config = run.config
   strategy = run.strategy
   state = strategy.to_device(run.init_state())
@@ -114,8 +79,11 @@ def train_gan(run, *, hook: Optional[Callable] = None, hook_every: int = 0):
 
 
 # ----------------------------------------------------------------------------- flags
-def parse_floats(text: str, what: str) -> tuple:
-  """'0.5,1,2' -> (0.5, 1.0, 2.0); ConfigError naming the flag otherwise."""
+def parse_floats(text: str, what: str, *, allow_empty: bool = False) -> tuple:
+  """'0.5,1,2' -> (0.5, 1.0, 2.0) ('' -> () if allow_empty); ConfigError naming the flag
+  otherwise."""
+  if allow_empty and not text.strip():
+    return ()
   try:
     values = tuple(float(t) for t in text.split(',') if t.strip())
   except ValueError:
@@ -136,6 +104,83 @@ def parse_names(text: str, valid: Iterable[str], what: str) -> tuple:
     raise ConfigError(f'unknown --{what} {",".join(bad) or text!r}; valid: '
                       f'{", ".join(valid)} (comma-separated) or all')
   return names
+
+
+def _flag_text(default) -> str:
+  """A tuple default as its flag text: 'all' for names, '%g'-joined numbers."""
+  if default and all(isinstance(v, str) for v in default):
+    return 'all'
+  return ','.join(f'{v:g}' for v in default)
+
+
+def define_flags(defaults: tuple, helps: Mapping[str, str], *, out_dir: str,
+                 flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """One flag per Settings field named in `helps`, of the field's type, defaulting to
+  `defaults` (a Settings()); tuples are comma-separated text ('all' for every name).
+  Also --out_dir (default `out_dir`)."""
+  define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+            str: flags.DEFINE_string}
+  for name, help_text in helps.items():
+    default = getattr(defaults, name)
+    if isinstance(default, tuple):
+      flags.DEFINE_string(name, _flag_text(default), help_text, flag_values=flag_values)
+    else:
+      define[type(default)](name, default, help_text, flag_values=flag_values)
+  flags.DEFINE_string('out_dir', out_dir, 'Directory for the JSON and figures.',
+                      flag_values=flag_values)
+
+
+def settings_from_flags(settings_type, helps: Mapping[str, str], *,
+                        names: Optional[Mapping[str, Iterable[str]]] = None,
+                        empty_ok: Iterable[str] = (),
+                        flag_values: flags.FlagValues = flags.FLAGS, **fixed):
+  """The Settings of the parsed flags that `define_flags` defined.
+
+  Args:
+    settings_type: the experiment's Settings NamedTuple.
+    helps: the same flag names as for define_flags.
+    names: {field: valid names} of tuple fields holding names (parse_names; 'all' = every
+      name); other tuple fields hold numbers (parse_floats).
+    empty_ok: tuple fields whose flag may be empty (an empty tuple).
+    flag_values: where the flags were defined.
+    **fixed: fields given here instead of read from the flags.
+  Raises:
+    ConfigError: a malformed list.
+  """
+  names = names or {}
+  defaults = settings_type()
+  values = dict(fixed)
+  for name in helps:
+    if name in fixed:
+      continue
+    value = flag_values[name].value
+    if name in names:
+      value = parse_names(value, names[name], name)
+    elif isinstance(getattr(defaults, name), tuple):
+      value = parse_floats(value, name, allow_empty=name in empty_ok)
+    values[name] = value
+  return settings_type(**values)
+
+
+def entry(settings_type, helps: Mapping[str, str], *, out_dir: str,
+          check: Callable, run: Callable, write: Callable,
+          summary: Callable[[Mapping], Mapping] = lambda result: result, **parse) -> None:
+  """An experiment's `__main__`: its flags from `settings_type` (define_flags), then
+  check(settings), run(settings, out_dir), write(result, out_dir) and the JSON line of
+  summary(result), under cli.entry (a bad flag or out_dir: one line, exit 2).
+
+  `parse` goes to settings_from_flags (names=..., empty_ok=...).
+  """
+  def main(argv) -> None:
+    del argv
+    settings = settings_from_flags(settings_type, helps, **parse)
+    check(settings)
+    path = prepare_out_dir(flags.FLAGS.out_dir)
+    result = run(settings, path)
+    write(result, path)
+    emit(summary(result))
+
+  cli.entry(main, define_flags=lambda: define_flags(settings_type(), helps, out_dir=out_dir))
 
 
 def check_positive(values: Mapping[str, float]) -> None:
@@ -187,25 +232,35 @@ def emit(result: Mapping) -> str:
 
 
 def pyplot():
-  """matplotlib.pyplot on the Agg backend (imported lazily, as in wgan_jax.plots)."""
-  import matplotlib
+  """matplotlib.pyplot on the Agg backend (imported lazily, as in wgan_jax.plots: heavy,
+  and only the figures need it)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt
 
 
-# ----------------------------------------------------------------------------- CLI
-def run_main(fn: Callable[[], Mapping], *, quiet_logs: bool = True) -> None:
-  """Runs an experiment's main body: library logs off, UserError -> one line, exit 2."""
-  from absl import flags, logging
-  if quiet_logs and not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
-  cli.run_user_errors(fn)
+@contextlib.contextmanager
+def figure(path: str, *args, **kwargs):
+  """`with figure(path, ...) as (fig, axes):` plt.subplots(...), saved to `path` (tight
+  layout, 100 dpi) when the block ends without an error, closed in any case."""
+  plt = pyplot()
+  fig, axes = plt.subplots(*args, **kwargs)
+  try:
+    yield fig, axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+  finally:
+    plt.close(fig)
 
 
-def app_run(main: Callable[[Sequence[str]], None], define_flags: Callable[[], None],
-            argv: Optional[Sequence[str]] = None) -> None:
-  """Defines the module's flags (only when run as a command) and runs `main` under absl."""
-  from absl import app
-  define_flags()
-  app.run(main, argv=argv, flags_parser=cli.parse_flags)
+def write_json_and_figure(result: Mapping, out_dir: str, name: str,
+                          plot: Callable[[str, Mapping], None]) -> dict:
+  """Writes <out_dir>/<name>.json and draws <out_dir>/<name>.png with plot(path, result);
+  returns {'json': path, 'figure': path}."""
+  prepare_out_dir(out_dir)
+  paths = {'json': os.path.join(out_dir, f'{name}.json'),
+           'figure': os.path.join(out_dir, f'{name}.png')}
+  write_json(paths['json'], result)
+  plot(paths['figure'], result)
+  return paths

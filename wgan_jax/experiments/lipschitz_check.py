@@ -27,7 +27,6 @@ spectral norm a few percent above 1; the bound uses the exact SVD of W / sigma.)
 Outputs: `<out_dir>/lipschitz_check.json`, `<out_dir>/lipschitz_check.png` (log-scale
 bars per method) and the JSON line on stdout.
 """
-import os
 import time
 from typing import NamedTuple, Sequence
 
@@ -35,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import config_lib, lipschitz
+from wgan_jax import config_lib, lipschitz, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, toy_suite
@@ -52,6 +51,18 @@ class Settings(NamedTuple):
   seed: int = 0
   points: int = 4096
   pairs: int = 200_000
+
+
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'methods': toy_suite.FLAG_HELP['methods'],
+    'dataset': f'One of {", ".join(toy_suite.DATASETS)}.',
+    'steps': 'Generator updates per method.',
+    'hidden': 'Width of the toy MLPs.',
+    'seed': toy_suite.FLAG_HELP['seed'],
+    'points': 'Probe points of each kind.',
+    'pairs': 'Random point pairs.',
+}
 
 
 def effective_weights(d_params, d_state, *, spectral: bool):
@@ -117,7 +128,6 @@ def empirical_lipschitz(critic, points: np.ndarray, *, pairs: int, seed: int) ->
 
 def check_method(method: str, settings: Settings) -> dict:
   """Trains `method` and compares its critic's empirical Lipschitz constants with the bound."""
-  from wgan_jax import train
   start = time.time()
   config = toy_suite.pair_config(method, settings.dataset, toy_suite.Settings(
       steps=settings.steps, hidden=settings.hidden, seed=settings.seed))
@@ -166,10 +176,8 @@ def run(settings: Settings = Settings()) -> dict:
 
 
 def plot(path: str, result: dict) -> None:
-  plt = common.pyplot()
   rows = result['rows']
-  fig, ax = plt.subplots(figsize=(8, 5))
-  try:
+  with common.figure(path, figsize=(8, 5)) as (_, ax):
     x = np.arange(len(rows))
     for k, (key, label) in enumerate((('bound', 'product of layer spectral norms'),
                                       ('max_grad_norm', 'max |grad f| over points'),
@@ -181,53 +189,14 @@ def plot(path: str, result: dict) -> None:
            title=f'Trained critics on {result["dataset"]}, {result["steps"]} steps')
     ax.grid(alpha=0.3, axis='y')
     ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.08), ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
-  common.prepare_out_dir(out_dir)
-  paths = {'json': os.path.join(out_dir, 'lipschitz_check.json'),
-           'figure': os.path.join(out_dir, 'lipschitz_check.png')}
-  common.write_json(paths['json'], result)
-  plot(paths['figure'], result)
-  return paths
+  return common.write_json_and_figure(result, out_dir, 'lipschitz_check', plot)
 
 
 # ----------------------------------------------------------------------------- command
-def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('methods', 'all', f'Comma-separated among '
-                      f'{", ".join(toy_suite.METHODS)}, or all.')
-  flags.DEFINE_string('dataset', d.dataset, f'One of {", ".join(toy_suite.DATASETS)}.')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per method.')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of the toy MLPs.')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_integer('points', d.points, 'Probe points of each kind.')
-  flags.DEFINE_integer('pairs', d.pairs, 'Random point pairs.')
-  flags.DEFINE_string('out_dir', 'runs/lipschitz_check', 'Directory for the JSON and figure.')
-
-
-def main(argv) -> None:
-  del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    settings = Settings(methods=common.parse_names(f.methods, toy_suite.METHODS, 'methods'),
-                        dataset=f.dataset, steps=f.steps, hidden=f.hidden, seed=f.seed,
-                        points=f.points, pairs=f.pairs)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings)
-    write_outputs(result, out_dir)
-    common.emit(result)
-
-  common.run_main(body)
-
-
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/lipschitz_check', check=_check,
+               run=lambda settings, _: run(settings), write=write_outputs,
+               names={'methods': toy_suite.METHODS})

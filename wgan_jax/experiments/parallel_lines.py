@@ -59,8 +59,9 @@ from typing import NamedTuple, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wgan_jax import config_lib, lipschitz, losses, optim
+from wgan_jax import cli, config_lib, lipschitz, losses, optim
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.experiments import common, lines_theory
@@ -120,6 +121,25 @@ class Settings(NamedTuple):
   gp_weight: float = 10.0
   clip_value: float = 0.01
   eval_samples: int = 65536
+
+
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'method': f'One of {", ".join(METHODS)}, a comma-separated list, or all.',
+    'thetas': 'Comma-separated offsets theta of the second line.',
+    'steps': 'Critic updates (0: the method default: ' +
+             ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').',
+    'seed': 'Random seed.',
+    'batch_size': 'Samples per line per critic update.',
+    'hidden': 'Width of the critic MLP.',
+    'layers': 'Hidden layers of the critic MLP.',
+    'activation': 'Critic nonlinearity, relu or tanh (empty: the method default: tanh for '
+                  'clip, relu otherwise).',
+    'lr': 'Critic learning rate (0: the method default).',
+    'gp_weight': 'lambda of the gradient penalty.',
+    'clip_value': 'c of the weight clipping.',
+    'eval_samples': 'Fresh samples per line for estimates.',
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -350,9 +370,7 @@ def plot(path: str, results: dict) -> None:
   gp optimum; the clipped critic's estimates (k |theta| with k << 1) with its fitted line
   and the box's bound; the discriminator's JS estimate with log 2.
   """
-  plt = common.pyplot()
-  fig, (ax_w, ax_c, ax_js) = plt.subplots(1, 3, figsize=(15, 4.5))
-  try:
+  with common.figure(path, 1, 3, figsize=(15, 4.5)) as (fig, (ax_w, ax_c, ax_js)):
     all_thetas = [t for r in results.values() for t in r['thetas']] or [-2.0, 2.0]
     grid = np.linspace(min(all_thetas + [-0.1]), max(all_thetas + [0.1]), 401)
     ax_w.plot(grid, np.abs(grid), 'k-', lw=1, label='|theta| = W1')
@@ -396,10 +414,6 @@ def plot(path: str, results: dict) -> None:
                 transform=ax.transAxes, fontsize=8, color='gray')
     fig.suptitle('Parallel lines: P0 = (0, U[0,1]) vs P_theta = (theta, U[0,1]), '
                  'a critic trained per theta')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
@@ -414,54 +428,21 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 # ----------------------------------------------------------------------------- command
 def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('method', d.method, f'One of {", ".join(METHODS)}, a comma-separated '
-                      'list, or all.')
-  flags.DEFINE_string('thetas', ','.join(f'{t:g}' for t in d.thetas),
-                      'Comma-separated offsets theta of the second line.')
-  flags.DEFINE_integer('steps', d.steps, 'Critic updates (0: the method default: ' +
-                       ', '.join(f'{k} {v.steps}' for k, v in METHODS.items()) + ').')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_string('out_dir', 'runs/parallel_lines', 'Directory for the JSON and figure.')
-  flags.DEFINE_integer('batch_size', d.batch_size, 'Samples per line per critic update.')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of the critic MLP.')
-  flags.DEFINE_integer('layers', d.layers, 'Hidden layers of the critic MLP.')
-  flags.DEFINE_string('activation', d.activation, 'Critic nonlinearity, relu or tanh (empty: '
-                      'the method default: tanh for clip, relu otherwise).')
-  flags.DEFINE_float('lr', d.lr, 'Critic learning rate (0: the method default).')
-  flags.DEFINE_float('gp_weight', d.gp_weight, 'lambda of the gradient penalty.')
-  flags.DEFINE_float('clip_value', d.clip_value, 'c of the weight clipping.')
-  flags.DEFINE_integer('eval_samples', d.eval_samples, 'Fresh samples per line for estimates.')
-
-
-def settings_from_flags(method: str) -> Settings:
-  from absl import flags
-  f = flags.FLAGS
-  return Settings(method=method, thetas=common.parse_floats(f.thetas, 'thetas'),
-                  steps=f.steps, seed=f.seed, batch_size=f.batch_size, hidden=f.hidden,
-                  layers=f.layers, activation=f.activation, lr=f.lr, gp_weight=f.gp_weight,
-                  clip_value=f.clip_value,
-                  eval_samples=f.eval_samples)
+  common.define_flags(Settings(), FLAG_HELP, out_dir='runs/parallel_lines')
 
 
 def main(argv) -> None:
   del argv
-  from absl import flags
-
-  def body():
-    methods = common.parse_names(flags.FLAGS.method, METHODS, 'method')
-    out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
-    all_settings = [settings_from_flags(m) for m in methods]
-    for s in all_settings:
-      _resolve(s)  # every flag checked before any training
-    for s in all_settings:
-      result = run(s)
-      write_outputs(result, out_dir)
-      common.emit(result)
-
-  common.run_main(body)
+  methods = common.parse_names(flags.FLAGS.method, METHODS, 'method')
+  out_dir = common.prepare_out_dir(flags.FLAGS.out_dir)
+  all_settings = [common.settings_from_flags(Settings, FLAG_HELP, method=m) for m in methods]
+  for s in all_settings:
+    _resolve(s)  # every flag checked before any training
+  for s in all_settings:
+    result = run(s)
+    write_outputs(result, out_dir)
+    common.emit(result)
 
 
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  cli.entry(main, define_flags=define_flags)

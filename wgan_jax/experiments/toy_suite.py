@@ -31,7 +31,9 @@ import tempfile
 import time
 from typing import NamedTuple, Sequence
 
+from wgan_jax import config_lib, train
 from wgan_jax.errors import ConfigError
+from wgan_jax.eval import evaluators
 from wgan_jax.experiments import common
 
 DATASETS = ('gaussians8', 'gaussians25', 'swissroll')
@@ -63,6 +65,17 @@ class Settings(NamedTuple):
   eval_samples: int = 2000
 
 
+# The command's flags: one per Settings field named here, with its help text.
+FLAG_HELP = {
+    'methods': f'Comma-separated among {", ".join(METHODS)}, or all.',
+    'datasets': f'Comma-separated among {", ".join(DATASETS)}, or all.',
+    'steps': 'Generator updates per (method, dataset).',
+    'hidden': 'Width of both toy MLPs (0: the configs\' 512).',
+    'seed': 'Random seed.',
+    'eval_samples': 'Generated samples for W1 and modes.',
+}
+
+
 def pair_config(method: str, dataset: str, settings: Settings):
   """The config of one (method, dataset) pair, shortened to `settings`."""
   spec = METHODS[method]
@@ -73,7 +86,7 @@ def pair_config(method: str, dataset: str, settings: Settings):
                     'checkpoint_every_steps': settings.steps})
   if settings.hidden:
     overrides['model.mlp_hidden'] = settings.hidden
-  return common.load_config(spec.config, dataset, overrides)
+  return config_lib.load_config(spec.config, dataset, overrides)
 
 
 def _check(settings: Settings) -> None:
@@ -97,8 +110,6 @@ def run_pair(method: str, dataset: str, settings: Settings, out_dir: str) -> dic
   step: W1 / modes on eval.num_samples points, the critic-contour plot), written to a
   scratch directory and moved to `<out_dir>/toy_<method>_<dataset>.png`.
   """
-  from wgan_jax import train
-  from wgan_jax.eval import evaluators
   config = pair_config(method, dataset, settings)
   start = time.time()
   run = train.Run(config)
@@ -154,19 +165,14 @@ def tile_figures(path: str, result: dict, out_dir: str) -> None:
   plt = common.pyplot()
   methods = list(dict.fromkeys(r['method'] for r in result['rows']))
   datasets = list(dict.fromkeys(r['dataset'] for r in result['rows']))
-  fig, axes = plt.subplots(len(methods), len(datasets), squeeze=False,
-                           figsize=(3.2 * len(datasets), 3.2 * len(methods)))
-  try:
+  with common.figure(path, len(methods), len(datasets), squeeze=False,
+                     figsize=(3.2 * len(datasets), 3.2 * len(methods))) as (_, axes):
     for r in result['rows']:
       ax = axes[methods.index(r['method'])][datasets.index(r['dataset'])]
       ax.imshow(plt.imread(os.path.join(out_dir, r['figure'])))
       ax.set_title(f'{METHODS[r["method"]].label}: W1 {r["w1"]:.3f}', fontsize=9)
     for ax in axes.ravel():
       ax.axis('off')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-  finally:
-    plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str) -> dict:
@@ -181,36 +187,6 @@ def write_outputs(result: dict, out_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
-def define_flags() -> None:
-  from absl import flags
-  d = Settings()
-  flags.DEFINE_string('methods', 'all', f'Comma-separated among {", ".join(METHODS)}, or all.')
-  flags.DEFINE_string('datasets', 'all', f'Comma-separated among {", ".join(DATASETS)}, or all.')
-  flags.DEFINE_integer('steps', d.steps, 'Generator updates per (method, dataset).')
-  flags.DEFINE_integer('hidden', d.hidden, 'Width of both toy MLPs (0: the configs\' 512).')
-  flags.DEFINE_integer('seed', d.seed, 'Random seed.')
-  flags.DEFINE_integer('eval_samples', d.eval_samples, 'Generated samples for W1 and modes.')
-  flags.DEFINE_string('out_dir', 'runs/toy_suite', 'Directory for figures and the table.')
-
-
-def main(argv) -> None:
-  del argv
-  from absl import flags
-  f = flags.FLAGS
-
-  def body():
-    settings = Settings(methods=common.parse_names(f.methods, METHODS, 'methods'),
-                        datasets=common.parse_names(f.datasets, DATASETS, 'datasets'),
-                        steps=f.steps, hidden=f.hidden, seed=f.seed,
-                        eval_samples=f.eval_samples)
-    _check(settings)
-    out_dir = common.prepare_out_dir(f.out_dir)
-    result = run(settings, out_dir)
-    write_outputs(result, out_dir)
-    common.emit(result)
-
-  common.run_main(body)
-
-
 if __name__ == '__main__':
-  common.app_run(main, define_flags)
+  common.entry(Settings, FLAG_HELP, out_dir='runs/toy_suite', check=_check, run=run,
+               write=write_outputs, names={'methods': METHODS, 'datasets': DATASETS})

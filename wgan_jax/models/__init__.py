@@ -1,9 +1,10 @@
 """Generator / critic pairs as haiku transforms with state, and the MODELS registry.
 
-The haiku models (wgan_jax/eval/inception.py holds the other haiku network, Inception).
-Each model module (mlp, dcgan, resnet) provides `make_fns(...) -> (g_fn, d_fn)` with
-explicit keyword arguments; this file reads and checks the model config (resolving the
-convolution algorithm once), transforms the two functions and returns a `ModelPair`:
+Haiku lives here and in wgan_jax.eval.inception (the Inception network of FID / IS):
+nothing else imports it. Each model module (mlp, dcgan, resnet) provides
+`make_fns(...) -> (g_fn, d_fn)` with explicit keyword arguments; this file reads and checks
+the model config (resolving the convolution algorithm once), transforms the two functions
+and returns a `ModelPair`:
 
   g.init(rng, z, is_training=True) -> (params, state)
   g.apply(params, state, None, z, is_training=bool) -> (x [B, *data_shape] float32, state)
