@@ -85,7 +85,6 @@ def generate_chunks(run, state, *, num_samples: int, seed: int, labels=None):
 
 def generate(run, state, *, num_samples: int, seed: int, labels=None):
   """[n, ...] float32 samples of `generate_chunks`, in memory."""
-  import numpy as np
   return np.concatenate(list(generate_chunks(run, state, num_samples=num_samples, seed=seed,
                                              labels=labels)))
 
