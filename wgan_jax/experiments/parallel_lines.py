@@ -44,7 +44,7 @@ What they should converge to (wgan_jax.experiments.lines_theory has the derivati
   js        log 2 for every theta != 0 (the supports are disjoint), 0 at theta = 0.
 
 Outputs: the JSON line {"method", "thetas", "estimates", "expected", "relative_errors",
-"max_relative_error", "check", ...} on stdout ("check": issue 7's done-when for this method,
+"max_relative_error", "check", ...} on stdout ("check": the accuracy this method must reach,
 e.g. max_relative_error <= 2% over 0.25 <= |theta| <= 2, and whether it passed) and in `<out_dir>/parallel_lines_<method>.json`, and
 `<out_dir>/parallel_lines.png`: the estimates against theta of every method whose JSON is
 in out_dir (run the four methods into one out_dir for the full figure), with |theta|, the
@@ -68,7 +68,7 @@ from wgan_jax.experiments import common, lines_theory
 from wgan_jax.registry import lookup
 from wgan_jax.rng import LINES_EVAL_STREAM, LINES_INIT_STREAM
 
-# The checks of issue 7 apply to thetas with |theta| in this range.
+# The checks apply to thetas with |theta| in this range.
 CHECK_RANGE = (0.25, 2.0)
 DEFAULT_THETAS = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
 
@@ -325,7 +325,7 @@ def summarise(settings: Settings, estimates: Sequence[float]) -> dict:
   return _with_check(result, 'max_relative_error')
 
 
-# Issue 7's done-when, for |theta| in CHECK_RANGE: spectral within 2% of |theta|, gp within
+# The accuracy each method must reach, for |theta| in CHECK_RANGE: spectral within 2% of |theta|, gp within
 # 2% of gp_optimum, clip within 2% of its fitted line k |theta| (proportional), js within
 # 0.05 of log 2.
 TOLERANCES = {'spectral': 0.02, 'gp': 0.02, 'clip': 0.02, 'js': 0.05}
