@@ -294,7 +294,7 @@ def clip_slope_bound(settings: Settings) -> float:
 
 
 def summarise(settings: Settings, estimates: Sequence[float]) -> dict:
-  """The result dict: estimates against their expected values, and the issue's checks."""
+  """The result dict: estimates against their expected values, and the checks."""
   method, thetas = settings.method, [float(t) for t in settings.thetas]
   expected = [expected_value(method, t, settings.gp_weight) for t in thetas]
   in_range = [CHECK_RANGE[0] <= abs(t) <= CHECK_RANGE[1] for t in thetas]
@@ -312,7 +312,7 @@ def summarise(settings: Settings, estimates: Sequence[float]) -> dict:
   if method == 'gp':
     result['gp_weight'] = settings.gp_weight
   if method == 'js':
-    # |estimate - log 2| (absolute) for theta != 0: the issue's tolerance is 0.05.
+    # |estimate - log 2| (absolute) for theta != 0: the tolerance is 0.05.
     errors = [abs(e - x) if t != 0 else None for e, x, t in zip(estimates, expected, thetas)]
     result['absolute_errors'] = errors
     result['max_absolute_error'] = max((e for e, ok, t in zip(errors, in_range, thetas)
