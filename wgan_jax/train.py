@@ -352,11 +352,10 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
       bad = checkpoint.nonfinite_leaves(state)
       if bad:
         earlier = [s for s in steps if s < candidate]
-        raise CheckpointError(
-            f'checkpoint {candidate} in {workdir!r} holds NaN or infinite values ({bad[0]}); '
-            f'the run diverged, pass --step={earlier[-1]} for an earlier one' if earlier else
-            f'checkpoint {candidate} in {workdir!r} holds NaN or infinite values ({bad[0]}); '
-            f'the run diverged and has no earlier checkpoint')
+        fix = (f', pass --step={earlier[-1]} for an earlier one' if earlier
+               else ' and has no earlier checkpoint')
+        raise CheckpointError(f'checkpoint {candidate} in {workdir!r} holds NaN or infinite '
+                              f'values ({bad[0]}); the run diverged{fix}')
       return run, state, candidate
   finally:
     ckpt.close()
