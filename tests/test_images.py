@@ -1,4 +1,5 @@
-"""Tests of wgan_jax.data.images on tfds.testing.mock_data and on a tiny real array_record build."""
+"""Tests of wgan_jax.data.images and the order of wgan_jax.data.source on
+tfds.testing.mock_data and on a tiny real array_record build."""
 import json
 import shutil
 
@@ -7,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from wgan_jax import errors
-from wgan_jax.data import images
+from wgan_jax.data import images, source as source_lib
 
 N = 10
 
@@ -19,8 +20,17 @@ def mock_tfds():
     yield
 
 
-def _source(name='cifar10', **kwargs):
-  return images.ImageSource(name, **kwargs)
+class _FloatSource(source_lib.ImageSource):
+  """ImageSource (host placement) whose batches are float32 images, as the step sees them."""
+
+  def batches(self, *args, **kwargs):
+    arrays, labels = super().batches(*args, **kwargs)
+    return source_lib.to_float(arrays['x']), labels
+
+
+def _source(name='cifar10', *, split='train', data_dir=None, seed=0, **kwargs):
+  data = dict(name=name, split=split, data_dir=data_dir or '', placement='host')
+  return _FloatSource(data, seed=seed, **kwargs)
 
 
 def _keys(batch):
@@ -51,7 +61,7 @@ def test_unknown_name_is_config_error(tmp_path):
   with pytest.raises(errors.ConfigError, match='cifar10'):
     images.check_prepared('cifar11', split='train', data_dir=str(tmp_path))
   with pytest.raises(errors.ConfigError, match='unknown dataset'):
-    images.ImageSource('imagenet', data_dir=str(tmp_path))
+    _source('imagenet', data_dir=str(tmp_path))
 
 
 def test_check_prepared_empty_data_dir(tmp_path):
@@ -63,7 +73,7 @@ def test_check_prepared_empty_data_dir(tmp_path):
   assert 'tfds build cifar10 --file_format=array_record' in message
   assert '--config.data.data_dir' in message
   with pytest.raises(errors.DataError, match='tfds build'):
-    images.ImageSource('cifar10', data_dir=str(tmp_path))
+    _source('cifar10', data_dir=str(tmp_path))
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -79,7 +89,7 @@ def test_preprocess_helpers():
   assert padded.shape == (32, 32, 1) and padded.sum() == 255 * 28 * 28
   assert images.resize(np.full((96, 96, 1), 7, np.uint8), (48, 48)).shape == (48, 48, 1)
   np.testing.assert_array_equal(images.resize(np.full((96, 96, 3), 7, np.uint8), (48, 48)), 7)
-  np.testing.assert_array_equal(images.to_float(np.array([0, 255], np.uint8)), [-1.0, 1.0])
+  np.testing.assert_array_equal(source_lib.to_float(np.array([0, 255], np.uint8)), [-1.0, 1.0])
 
 
 # ----------------------------------------------------------------------------- mocked datasets
@@ -138,7 +148,7 @@ def test_epochs_cover_every_example_once(mock_tfds):
   assert seen[:N] != seen[N:]  # A new permutation per epoch.
   # Batches that straddle epochs follow the same global counter (3 x 10 = 30 examples).
   straddle = [index_of[k] for step in range(10) for k in _keys(source.batches(step, shape=(3,))[0])]
-  expected = [images.permutation(1, c // N, N)[c % N] for c in range(30)]
+  expected = [source_lib.permutation(1, c // N, N)[c % N] for c in range(30)]
   assert straddle == expected
   assert straddle[:20] == seen
 
@@ -216,12 +226,12 @@ def test_real_array_record_reads(tiny_dirs, tiny_spec):
   del tiny_spec
   good, _ = tiny_dirs
   images.check_prepared('tiny', split='train', data_dir=good)
-  source = images.ImageSource('tiny', data_dir=good)
+  source = _source('tiny', data_dir=good)
   assert source.num_examples == 12
   x, y = source.batches(0, shape=(2, 6))
   assert x.shape == (2, 6, 32, 32, 3) and sorted(y.reshape(-1) % 10) == sorted(np.arange(12) % 10)
   assert len(set(_keys(x))) == 12  # One epoch = every example once.
-  assert images.ImageSource('tiny', split='train[:50%]', data_dir=good).num_examples == 6
+  assert _source('tiny', split='train[:50%]', data_dir=good).num_examples == 6
 
 
 def test_real_unknown_split_and_wrong_format(tiny_dirs, tiny_spec):

@@ -40,12 +40,14 @@ CONFIG_FILE = 'config.json'
 # Keys that may differ between a checkpoint's config and the resuming run's config.
 HARMLESS_KEYS = ('total_steps', 'log_every_steps', 'eval_every_steps',
                  'checkpoint_every_steps', 'keep_checkpoints', 'eval.', 'evals.', 'parallel.',
-                 'model.conv_impl')
+                 'model.conv_impl', 'data.placement', 'data.device_budget_mb',
+                 'data.host_budget_mb', 'data.stream_workers', 'data.data_dir')
 # Keys added to the config after workdirs were written without them: a saved config that
 # lacks one ran with this value.
 ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
               'n_critic_warmup_steps': 25, 'n_critic_warmup_every': 500,
-              'model.d_pool': 'sum', 'model.d_out_bias': True}
+              'model.d_pool': 'sum', 'model.d_out_bias': True, 'data.random_flip': False,
+              'data.image_size': 0, 'data.channels': 0}
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

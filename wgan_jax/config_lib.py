@@ -54,7 +54,13 @@ def base_config() -> ml_collections.ConfigDict:
       method='gp', clip_value=0.01, gp_weight=10.0, gp_one_sided=False, gp_target=1.0,
       r1_gamma=10.0))
   c.optim = ml_collections.ConfigDict(dict(g=optimizer_config(), d=optimizer_config()))
-  c.data = ml_collections.ConfigDict(dict(name='cifar10', split='train', data_dir=''))
+  # Data (wgan_jax.data): name is a dataset (cifar10, ..., gaussians8, ...), folder:PATH,
+  # npz:PATH or tfds:NAME; placement auto | device | host | stream (wgan_jax.data.source);
+  # image_size (0: the data's) resizes the short side and centre-crops; channels (0: the
+  # data's majority) converts grey / RGB / RGBA.
+  c.data = ml_collections.ConfigDict(dict(
+      name='cifar10', split='train', data_dir='', placement='auto', device_budget_mb=2048,
+      host_budget_mb=16384, stream_workers=2, random_flip=False, image_size=0, channels=0))
   c.model = ml_collections.ConfigDict(dict(
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
       g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,
@@ -348,6 +354,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if 'g_mlp_layers' in c.model:
     _check(c.model.g_mlp_layers >= 0,
            f'model.g_mlp_layers must be >= 0 (0: as the critic), got {c.model.g_mlp_layers}')
+  _validate_data(c.data)
   _check(c.eval.num_samples >= 2, f'eval.num_samples must be >= 2, got {c.eval.num_samples}')
   _check(c.eval.num_images >= 1, f'eval.num_images must be >= 1, got {c.eval.num_images}')
   cond = c.get('conditional')
@@ -362,6 +369,25 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(c.model.d_norm in ('none', 'spectral'),
            f'lipschitz.method spectral normalises the critic; model.d_norm must be none or '
            f'spectral, got {c.model.d_norm!r}')
+
+
+PLACEMENTS = ('auto', 'device', 'host', 'stream')  # wgan_jax.data.source.PLACEMENTS
+
+
+def _validate_data(d: ml_collections.ConfigDict) -> None:
+  """The data keys that need no data to check (names are checked when the data opens)."""
+  _check_name(d.get('placement', 'auto'), PLACEMENTS, 'data.placement')
+  for key in ('device_budget_mb', 'host_budget_mb'):
+    value = d.get(key, 0)
+    _check(_finite(value) and value >= 0, f'data.{key} must be >= 0 and finite, got {value}')
+  _check(d.get('stream_workers', 1) >= 0,
+         f'data.stream_workers must be >= 0 (0: read in the training process), got '
+         f'{d.get("stream_workers")}')
+  _check(d.get('image_size', 0) >= 0,
+         f'data.image_size must be >= 0 (0: the images\' own size), got {d.get("image_size")}')
+  _check(d.get('channels', 0) in (0, 1, 3),
+         f'data.channels must be 0 (the majority of the images), 1 or 3, got '
+         f'{d.get("channels")}')
 
 
 def critic_norm(c: ml_collections.ConfigDict) -> str:

@@ -59,6 +59,9 @@ class Strategy(NamedTuple):
   to_canonical: that layout -> canonical state (for checkpoints and sampling)
   put_batch:   process-local host batch -> the batch layout the step takes
   metrics:     the step's metrics -> host-fetchable scalars
+  put_table:   a uint8 array the step reads whole (data.placement device: the split's
+               images) -> one copy on every device, in the layout the step takes, placed
+               once and passed with every batch without a transfer
   """
   name: str
   num_shards: int
@@ -68,6 +71,7 @@ class Strategy(NamedTuple):
   to_canonical: Callable
   put_batch: Callable
   metrics: Callable
+  put_table: Callable
 
 
 def _identity(x):
@@ -99,7 +103,7 @@ def _single(mesh) -> Strategy:
     raise ConfigError('parallel.strategy=single runs in one process; use pmap or jit for '
                       f'a {jax.process_count()}-process job')
   return Strategy('single', 1, None, lambda fn: jax.jit(fn, donate_argnums=0),
-                  _identity, _identity, lambda batch: batch, _identity)
+                  _identity, _identity, lambda batch: batch, _identity, jax.device_put)
 
 
 def _jit(mesh) -> Strategy:
@@ -107,8 +111,9 @@ def _jit(mesh) -> Strategy:
   batch_sharding = NamedSharding(mesh, P(None, AXIS))  # [K, B, ...]: B over the devices
 
   def compile_(fn):
-    return jax.jit(fn, in_shardings=(replicated, batch_sharding),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+    # The inputs keep the shardings they were placed with (to_device, put_batch,
+    # put_table): the table is replicated while the batch's leaves are sharded over B.
+    return jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
 
   def put_batch(batch):
     def put(x):
@@ -117,7 +122,7 @@ def _jit(mesh) -> Strategy:
     return jax.tree.map(put, batch)
 
   return Strategy('jit', mesh.size, None, compile_, lambda s: to_replicated(s, mesh),
-                  _identity, put_batch, _identity)
+                  _identity, put_batch, _identity, lambda table: to_replicated(table, mesh))
 
 
 def _pmap(mesh) -> Strategy:
@@ -141,8 +146,14 @@ def _pmap(mesh) -> Strategy:
       return np.moveaxis(x, 1, 0)
     return jax.tree.map(split, batch)
 
+  def put_table(table):
+    # [L, N, ...] with device i holding block i: pmap maps it without a copy.
+    local = jax.sharding.Mesh(np.asarray(jax.local_devices()), (AXIS,))
+    return jax.device_put(np.broadcast_to(table, (n_local,) + table.shape),
+                          NamedSharding(local, P(AXIS)))
+
   return Strategy('pmap', mesh.size, AXIS, compile_, to_device, to_canonical, put_batch,
-                  lambda m: jax.tree.map(lambda x: x[0], m))
+                  lambda m: jax.tree.map(lambda x: x[0], m), put_table)
 
 
 # parallel.strategy -> builder(mesh or None) -> Strategy (config_lib.STRATEGIES lists the

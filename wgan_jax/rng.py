@@ -11,6 +11,8 @@ frozen: changing one changes the runs of existing configs.
   step_key(seed, t)   t           generator step t, split into one key per     step.py
                                   critic update and one for the G update
   LABEL_STREAM        0x1AB       fake labels: fold_in(an update's key, .)     step.py
+  FLIP_STREAM         0xF11B      data.random_flip's coins: fold_in(an         step.py
+                                  update's key, .)
   SAMPLES_STREAM      0x5EED      fixed noise of the sample grid / toy         eval/evaluators.py
                                   evaluation (eval.num_images / num_samples)
   METRICS_STREAM      0x5EED + 1  fixed noise of the image metrics; fold_in    eval/image_eval.py
@@ -33,6 +35,7 @@ critic updates fold_in(fold_in(PRNGKey(seed), t), i) for update i of theta numbe
 import jax
 
 LABEL_STREAM = 0x1AB
+FLIP_STREAM = 0xF11B
 SAMPLES_STREAM = 0x5EED
 METRICS_STREAM = 0x5EED + 1
 TOY_TRAIN_STREAM = 0

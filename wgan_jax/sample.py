@@ -151,10 +151,10 @@ def planned_count(workdir: str, *, num_samples: int, labels_spec) -> Optional[tu
   if saved is None:
     return None
   config = ml_collections.ConfigDict(saved)
-  name = config.data.name
-  classes = config_lib.num_classes(config, data.num_classes(name))
+  shape, dataset_classes = data.describe(config.data)
+  classes = config_lib.num_classes(config, dataset_classes)
   count = num_samples * classes if (labels_spec == 'all' and classes) else num_samples
-  return count, tuple(data.data_shape(name))
+  return count, tuple(shape)
 
 
 def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=None,

@@ -5,8 +5,10 @@ Shape glossary:
   B      critic batch (real and fake examples per critic update)
   Bg     generator batch (fake examples in the generator update)
   Z      z_dim
-  batch  {'x': [K, B, ...]}: K fresh real batches, one per critic update; class-conditional
-         runs also {'label': int32 [K, B]}
+  batch  {'x': [K, B, ...]}: K fresh real batches, one per critic update (float32, or uint8
+         images scaled on the device), or {'index': int32 [K, B], 'table': uint8
+         [N, H, W, C]} gathered on the device (`real_images`; wgan_jax.data.source);
+         class-conditional runs also {'label': int32 [K, B]}
   C      number of classes (conditional runs)
 
 Randomness (wgan_jax.rng): the key of step t is fold_in(PRNGKey(seed), t), split into one key per critic
@@ -54,7 +56,7 @@ import jax.numpy as jnp
 import optax
 
 from wgan_jax import lipschitz
-from wgan_jax.rng import LABEL_STREAM, step_key
+from wgan_jax.rng import FLIP_STREAM, LABEL_STREAM, step_key
 from wgan_jax.losses import GanLoss
 from wgan_jax.parallel import local_slice, mean_over_devices
 from wgan_jax.state import GanState
@@ -77,6 +79,7 @@ class StepConfig(NamedTuple):
   critic_unroll: int = 1           # lax.scan unroll of the critic updates
   acgan_d_weight: float = 1.0      # critic's auxiliary-classifier loss weight (acgan head)
   acgan_g_weight: float = 1.0      # generator's auxiliary-classifier loss weight (acgan head)
+  random_flip: bool = False        # flip each real image horizontally with probability 1/2
 
 
 class CriticSchedule(NamedTuple):
@@ -229,6 +232,25 @@ def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
   return critic_update
 
 
+def real_images(batch: dict) -> jax.Array:
+  """The real examples [K, B, ...] of a batch, float32 (images in [-1, 1]).
+
+  batch['x'] float32 (2-D data) is returned as it is; uint8 images (data.placement host or
+  stream), or the rows batch['index'] int32 [K, B] of the uint8 table batch['table']
+  [N, H, W, C] (placement device), are scaled v / 127.5 - 1 on the device: the same numbers
+  as wgan_jax.data.source.to_float on the host.
+  """
+  x = jnp.take(batch['table'], batch['index'], axis=0) if 'index' in batch else batch['x']
+  if x.dtype != jnp.uint8:
+    return x
+  return x.astype(jnp.float32) / jnp.float32(127.5) - jnp.float32(1.0)
+
+
+def flip_images(images: jax.Array, flips: jax.Array) -> jax.Array:
+  """images [b, H, W, C] with the rows where flips [b] is True mirrored left-right."""
+  return jnp.where(flips[:, None, None, None], images[:, :, ::-1], images)
+
+
 def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
                     cfg: StepConfig) -> Callable[[GanState, dict], tuple[GanState, Metrics]]:
@@ -273,6 +295,9 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
   def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
     real, real_labels, key = inputs
     z_key, penalty_key = jax.random.split(key)
+    if cfg.random_flip:  # data.random_flip: a coin per example of the global batch
+      flips = jax.random.bernoulli(jax.random.fold_in(key, FLIP_STREAM), 0.5, (cfg.batch_size,))
+      real = flip_images(real, local(flips, cfg.batch_size))
     z = noise(z_key, cfg.batch_size)
     labels = real_labels if same_class_fakes else fake_labels(key, cfg.batch_size)
     fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True,
@@ -309,14 +334,15 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     return g_params, g_state, g_opt_state, metrics
 
   def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
-    if batch['x'].shape[0] != cfg.n_critic:
+    real = real_images(batch)
+    if real.shape[0] != cfg.n_critic:
       raise ValueError(f"this train step makes {cfg.n_critic} critic updates; the batch has "
-                       f"{batch['x'].shape[0]} real batches")
+                       f"{real.shape[0]} real batches")
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
     carry, d_metrics = jax.lax.scan(
         lambda carry, xs: critic_scan_body(state, carry, xs),
         CriticCarry(state.d_params, state.d_state, state.d_opt_state),
-        (batch['x'], batch.get('label'), keys[:-1]), unroll=cfg.critic_unroll)
+        (real, batch.get('label'), keys[:-1]), unroll=cfg.critic_unroll)
     state = state._replace(d_params=carry.d_params, d_state=carry.d_state,
                            d_opt_state=carry.d_opt_state)
     g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])

@@ -27,17 +27,20 @@ class Run:
     self.config = config
     self.loss = losses.get_loss(config.loss)
     self.plan = lipschitz.make_plan(config.lipschitz)
-    self.data_shape = data.data_shape(config.data.name)
+    self.data_shape, dataset_classes = data.describe(config.data)
     self.is_toy = data.is_toy(config.data.name)
     self.strategy = parallel.make_strategy(config.parallel.strategy)
     parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
     self.source = data.make_source(
         config.data, seed=config.seed, process_index=jax.process_index(),
         process_count=jax.process_count()) if open_data else None
+    # data.placement device: the split's uint8 images on every device, once.
+    self.table = (self.strategy.put_table(self.source.take_table())
+                  if getattr(self.source, 'placement', None) == 'device' else None)
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
     # Class-conditional runs (config.conditional): 0 classes = unconditional.
-    self.num_classes = config_lib.num_classes(config, data.num_classes(config.data.name))
+    self.num_classes = config_lib.num_classes(config, dataset_classes)
     cond = dict(num_classes=self.num_classes,
                 critic_head=config.conditional.method if self.num_classes else 'none')
     # Init, sampling and evaluation run outside the step; under pmap the step's generator
@@ -53,7 +56,7 @@ class Run:
         g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
         seed=config.seed, ema_decay=config.ema_decay,
         num_shards=self.strategy.num_shards if self.strategy.axis_name else 1,
-        axis_name=self.strategy.axis_name,
+        axis_name=self.strategy.axis_name, random_flip=config.data.get('random_flip', False),
         **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
            if self.num_classes else {}))
 
@@ -93,15 +96,18 @@ class Run:
 
   def batch(self, step: int) -> dict:
     """This process's real examples of step `step`, laid out for the strategy:
-    {'x' [K, B, ...]}, plus {'label': int32 [K, B]} for class-conditional runs; K and the
-    data position from the critic schedule."""
+    {'x' [K, B, ...]} (float32 2-D points, uint8 images) or {'index': int32 [K, B],
+    'table': the placed images} (data.placement device), plus {'label': int32 [K, B]} for
+    class-conditional runs; K and the data position from the critic schedule."""
     shape = (step_lib.critic_updates_at(step, self.schedule), self.config.batch_size)
     start = step_lib.critic_updates_before(step, self.schedule) * self.config.batch_size
-    x, labels = self.source.batches(step, shape=shape, start=start)
-    batch = {'x': x}
+    batch, labels = self.source.batches(step, shape=shape, start=start)
     if self.num_classes:
       batch['label'] = np.asarray(labels, np.int32)
-    return self.strategy.put_batch(batch)
+    batch = self.strategy.put_batch(batch)
+    if self.table is not None:
+      batch['table'] = self.table
+    return batch
 
   def sample_fn(self):
     """Jitted (g_params, g_state, z[, labels]) -> samples, the generator in inference mode;

@@ -1,7 +1,7 @@
-"""Data sources: built-in 2-D distributions and tensorflow-datasets images, one interface.
+"""Data sources: built-in 2-D distributions and images (wgan_jax.data.source), one interface.
 
 A source's batches are a pure function of (seed, step): `batches(step, shape, start)` returns
-the real examples of generator step `step` (shape = (K, global batch)), so the data position
+({'x': ...} or {'index': ...}, labels), the real examples of generator step `step` (shape = (K, global batch)), so the data position
 of a run is its step and a resumed run reads exactly the same examples. `start` (image
 sources) is the global counter of the step's first example, step * prod(shape) by default;
 a run with a critic schedule (K depends on the step) passes critic_updates_before(step) * B.
@@ -11,8 +11,8 @@ global batch axis.
 """
 import numpy as np
 
-from wgan_jax.data import toy
-from wgan_jax.registry import lookup
+from wgan_jax.data import source, store, toy
+from wgan_jax.errors import ConfigError
 
 
 class ToySource:
@@ -27,10 +27,12 @@ class ToySource:
     self.num_classes = self.spec.num_classes
     self.is_toy = True
 
-  def batches(self, step: int, *, shape: tuple, start=None) -> tuple[np.ndarray, np.ndarray]:
+  def batches(self, step: int, *, shape: tuple, start=None) -> tuple[dict, np.ndarray]:
     del start  # i.i.d. samples keyed by (seed, step): no position to keep
     x, labels = toy.toy_batches(self.name, seed=self.seed, step=step, shape=shape)
-    return _process_slice(x, labels, self.process_index, self.process_count, axis=len(shape) - 1)
+    x, labels = _process_slice(x, labels, self.process_index, self.process_count,
+                               axis=len(shape) - 1)
+    return {'x': x}, labels
 
   def eval_real(self, n: int, *, index: int) -> np.ndarray:
     return toy.toy_eval_samples(self.name, seed=self.seed, n=n, index=index)
@@ -44,24 +46,22 @@ def _process_slice(x, labels, index: int, count: int, *, axis: int):
   return x[sl], labels[sl]
 
 
-def _lookup_image(name: str):
-  """The image dataset `name`; ConfigError listing every valid data.name (toy ones too)."""
-  from wgan_jax.data import images
-  return lookup({**toy.TOY_DATASETS, **images.IMAGE_DATASETS}, name, 'data.name')
+def describe(data_config) -> tuple[tuple, int]:
+  """(shape of one example, number of label values (1 without labels)) of config.data,
+  reading as little as the format allows."""
+  if data_config.name in toy.TOY_DATASETS:
+    return (2,), toy.TOY_DATASETS[data_config.name].num_classes
+  name = data_config.name
+  if ':' not in name and name not in _image_names():
+    valid = sorted(_image_names() | set(toy.TOY_DATASETS)) + [
+        f'{kind}:{"NAME" if kind == "tfds" else "PATH"}' for kind in sorted(store.KINDS)]
+    raise ConfigError(f'unknown data.name {name!r}; valid: {", ".join(valid)}')
+  return store.describe(data_config)
 
 
-def data_shape(name: str) -> tuple:
-  """The shape of one example of dataset `name`, without opening the dataset."""
-  if name in toy.TOY_DATASETS:
-    return (2,)
-  return tuple(_lookup_image(name).image_shape)
-
-
-def num_classes(name: str) -> int:
-  """The number of label values of dataset `name` (1 without labels), without opening it."""
-  if name in toy.TOY_DATASETS:
-    return toy.TOY_DATASETS[name].num_classes
-  return _lookup_image(name).num_classes
+def _image_names() -> set:
+  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+  return set(images.IMAGE_DATASETS)
 
 
 def is_toy(name: str) -> bool:
@@ -69,12 +69,10 @@ def is_toy(name: str) -> bool:
 
 
 def make_source(data_config, *, seed: int, process_index: int = 0, process_count: int = 1):
-  """The source named by `config.data.name`; raises ConfigError / DataError on bad input."""
+  """The source of config.data; raises ConfigError / DataError (one line) on bad input."""
   if data_config.name in toy.TOY_DATASETS:
     return ToySource(data_config.name, seed=seed, process_index=process_index,
                      process_count=process_count)
-  from wgan_jax.data import images  # tfds is imported only for image data
-  lookup({**toy.TOY_DATASETS, **images.IMAGE_DATASETS}, data_config.name, 'data.name')
-  return images.ImageSource(data_config.name, split=data_config.split,
-                            data_dir=data_config.data_dir or None, seed=seed,
-                            process_index=process_index, process_count=process_count)
+  describe(data_config)  # an unknown name lists every valid one
+  return source.ImageSource(data_config, seed=seed, process_index=process_index,
+                            process_count=process_count)

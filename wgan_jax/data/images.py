@@ -20,36 +20,20 @@ Registry (shapes after preprocessing, NHWC):
                  2018), 10 classes. The default split is `train` (5k labelled images); SNGAN
                  trained on `unlabelled` (100k images, label -1: unconditional models only).
 
-Shapes:
-  S      batch shape, e.g. (n_critic, B): B is the global batch (the last axis)
-  P      process_count; each process gets the contiguous slice B // P of the last axis
-  H W C  image_shape of the dataset after preprocessing
-  images float32 [*S_local, H, W, C] in [-1, 1] (uint8 v -> v / 127.5 - 1)
-  labels int32 [*S_local]
-
-Order is keyed, never streamed: example j (row-major over S) of step t has the global counter
-c = start + j, start = t * prod(S) by default, read from index
-`permutation(seed, c // N)[c % N]`. Each epoch visits every example exactly once, and the data
-of step t is a pure function of (seed, t): a resumed run reads exactly the same batches
-without storing any iterator state. A run whose steps differ in size (a critic schedule)
-passes start = (critic updates before step t) * B, a function of t too.
+The stores here (TfdsStore) read one example at a time; order, batches and placement are
+wgan_jax.data.source's.
 """
-import concurrent.futures
 import functools
-import math
 import os
-import threading
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
 from wgan_jax import registry
-from wgan_jax.errors import ConfigError, DataError
-
-_NUM_THREADS = 4
-_EVAL_SEED_OFFSET = 12345
+from wgan_jax.data import store as store_lib
+from wgan_jax.errors import DataError
 
 
 class ImageSpec(NamedTuple):
@@ -200,159 +184,44 @@ def check_prepared(name: str, *, split: str, data_dir: str | None) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  """The order of epoch `epoch`: np.random.default_rng([seed, epoch]).permutation(n)."""
-  return np.random.default_rng([seed, epoch]).permutation(n)
+class TfdsStore(store_lib.Store):
+  """One split of a tfds dataset read from array_record files, decoded per example."""
 
-
-def _local_counters(start: int, shape: tuple[int, ...], process_index: int,
-                    process_count: int) -> np.ndarray:
-  """Global example counters start + j of this process's slice, int64 [*shape[:-1], B // P]."""
-  total = math.prod(shape)
-  counters = np.int64(start) + np.arange(total, dtype=np.int64).reshape(shape)
-  width = shape[-1] // process_count
-  return counters[..., process_index * width:(process_index + 1) * width]
-
-
-class ImageSource:
-  """Deterministic random-access batches of one split of an image dataset.
-
-  Attributes:
-    num_examples: N, the number of examples in the split.
-    image_shape: (H, W, C) after preprocessing.
-    num_classes: number of label values.
-  """
-
-  def __init__(self, name: str, *, split: str = 'train', data_dir: str | None = None,
-               seed: int = 0, process_index: int = 0, process_count: int = 1):
-    """Opens the data source once.
-
-    Args:
-      name: key of IMAGE_DATASETS.
-      split: tfds split ('train', 'test', 'unlabelled' for stl10, sub-splits allowed).
-      data_dir: tfds data_dir, or None for $TFDS_DATA_DIR or ~/tensorflow_datasets.
-      seed: non-negative seed of the epoch permutations.
-      process_index: index of this process, in [0, process_count).
-      process_count: number of processes sharing the global batch.
-
-    Raises:
-      ConfigError: unknown name, negative seed or invalid process index.
-      DataError: dataset not readable (see `check_prepared`) or empty.
-    """
-    self._spec = get_image_spec(name)
-    if seed < 0:
-      raise ConfigError(f'data seed must be non-negative, got {seed}')
-    if not 0 <= process_index < process_count:
-      raise ConfigError(f'process_index {process_index} not in [0, {process_count})')
-    check_prepared(name, split=split, data_dir=data_dir)
-    self._name = name
-    self._source = _open(self._spec.tfds_name, split, data_dir)
-    self._n = len(self._source)
-    if self._n == 0:
+  def __init__(self, name: str, *, tfds_name: str, split: str, data_dir: str | None,
+               image_shape: tuple[int, int, int], num_classes: int,
+               preprocess: Callable[[np.ndarray], np.ndarray], label_key: str | None):
+    self.name, self.image_shape, self.num_classes = name, tuple(image_shape), num_classes
+    self._preprocess, self._label_key = preprocess, label_key
+    self._source = _open(tfds_name, split, data_dir)
+    self.num_examples = len(self._source)
+    if self.num_examples == 0:
       raise DataError(f'dataset {name!r} split {split!r} in {_searched_dir(data_dir)} is empty')
-    self._seed = seed
-    self._process_index = process_index
-    self._process_count = process_count
-    self._perms: dict[tuple[int, int], np.ndarray] = {}
-    self._lock = threading.Lock()
-    self._pool = concurrent.futures.ThreadPoolExecutor(_NUM_THREADS,
-                                                       thread_name_prefix='images')
-
-  @property
-  def num_examples(self) -> int:
-    return self._n
-
-  is_toy = False
-
-  @property
-  def data_shape(self) -> tuple[int, int, int]:
-    """(H, W, C) after preprocessing."""
-    return self._spec.image_shape
-
-  @property
-  def num_classes(self) -> int:
-    return self._spec.num_classes
-
-  def close(self) -> None:
-    """Stops the decoding threads."""
-    self._pool.shutdown(wait=True)
-
-  def _permutation(self, seed: int, epoch: int) -> np.ndarray:
-    """permutation(seed, epoch, N), keeping the two most recent epochs per seed."""
-    with self._lock:
-      perm = self._perms.get((seed, epoch))
-      if perm is None:
-        perm = permutation(seed, epoch, self._n)
-        same_seed = sorted(e for s, e in self._perms if s == seed)
-        for old in same_seed[:-1]:
-          del self._perms[(seed, old)]
-        self._perms[(seed, epoch)] = perm
-      return perm
-
-  def _indices(self, seed: int, counters: np.ndarray) -> np.ndarray:
-    """Dataset indices of global example counters (same shape)."""
-    epochs, positions = np.divmod(counters, self._n)
-    indices = np.empty_like(counters)
-    for epoch in np.unique(epochs):
-      mask = epochs == epoch
-      indices[mask] = self._permutation(seed, int(epoch))[positions[mask]]
-    return indices
 
   def _load(self, index: int) -> tuple[np.ndarray, int]:
     """Example `index` preprocessed: (uint8 [H, W, C], label)."""
     example = self._source[int(index)]
-    image = self._spec.preprocess(np.asarray(example['image']))
-    label = int(example[self._spec.label_key]) if self._spec.label_key else 0
+    image = self._preprocess(np.asarray(example['image']))
+    if image.shape != self.image_shape:
+      raise DataError(f'dataset {self.name!r} yields images of shape {image.shape} after '
+                      f'preprocessing, expected {self.image_shape}')
+    label = int(example[self._label_key]) if self._label_key else 0
     return image, label
 
-  def _read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Examples at `indices` [*S]: (float32 [*S, H, W, C] in [-1, 1], int32 [*S])."""
-    loaded = list(self._pool.map(self._load, indices.reshape(-1)))
-    images = np.stack([image for image, _ in loaded]) if loaded else np.zeros(
-        (0, *self.data_shape), np.uint8)
-    if images.shape[1:] != self.data_shape:
-      raise DataError(f'dataset {self._name!r} yields images of shape {images.shape[1:]} after '
-                      f'preprocessing, expected {self.data_shape}')
-    labels = np.array([label for _, label in loaded], dtype=np.int32)
-    return (to_float(images).reshape(*indices.shape, *self.data_shape),
-            labels.reshape(indices.shape))
+  def read(self, indices):
+    images = np.empty((len(indices), *self.image_shape), np.uint8)
+    labels = np.empty((len(indices),), np.int32)
+    for i, index in enumerate(np.asarray(indices).reshape(-1)):
+      images[i], labels[i] = self._load(index)
+    return images, labels
 
-  def batches(self, step: int, *, shape: Sequence[int],
-              start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """This process's slice of the examples of training step `step`.
 
-    Args:
-      step: training step t >= 0; example j (row-major over `shape`) has global counter
-        start + j.
-      shape: global batch shape, e.g. (n_critic, B); B (last axis) divisible by P.
-      start: the global counter of the step's first example (default t * prod(shape), the
-        position of a run whose steps all have this shape).
-
-    Returns:
-      images float32 [*shape[:-1], B // P, H, W, C] in [-1, 1], labels int32
-      [*shape[:-1], B // P]: process p gets columns [p * B // P, (p + 1) * B // P).
-
-    Raises:
-      DataError: B not divisible by process_count.
-    """
-    shape = tuple(int(s) for s in shape)
-    if not shape or shape[-1] % self._process_count:
-      raise DataError(f'global batch shape {shape}: the last axis must be divisible by the '
-                      f'process count {self._process_count}')
-    start = step * math.prod(shape) if start is None else start
-    counters = _local_counters(start, shape, self._process_index, self._process_count)
-    return self._read(self._indices(self._seed, counters))
-
-  def eval_real(self, n: int, *, index: int) -> np.ndarray:
-    """n distinct real images for evaluation, float32 [n, H, W, C] in [-1, 1].
-
-    The first n of permutation(seed + index + 12345, 0, N), the same on every process.
-
-    Raises:
-      DataError: n > N.
-    """
-    if n > self._n:
-      raise DataError(f'asked for {n} real images but dataset {self._name!r} has only {self._n} '
-                      'in this split')
-    perm = permutation(self._seed + index + _EVAL_SEED_OFFSET, 0, self._n)
-    return self._read(perm[:n])[0]
+def open_named(name: str, data: Mapping) -> store_lib.Store:
+  """The named dataset `name` (IMAGE_DATASETS) from tfds array_record files under
+  data.data_dir (or the tfds default); ConfigError / DataError on an unknown name or
+  unprepared data."""
+  spec = get_image_spec(name)
+  split, data_dir = data.get('split', 'train'), data.get('data_dir') or None
+  check_prepared(name, split=split, data_dir=data_dir)
+  return TfdsStore(name, tfds_name=spec.tfds_name, split=split, data_dir=data_dir,
+                   image_shape=spec.image_shape, num_classes=spec.num_classes,
+                   preprocess=spec.preprocess, label_key=spec.label_key)

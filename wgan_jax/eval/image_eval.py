@@ -56,7 +56,7 @@ def quantize(images: np.ndarray) -> np.ndarray:
   v = uint8(clip(127.5 x + 127.5, 0, 255)) (truncated, in float32: sngan_projection's
   evaluation.py, gen_images, line 31; WGAN-GP's gan_cifar_resnet.py, line 330, truncates
   127.995 (x + 1), at most one grey level away), then v / 127.5 - 1 as the real images
-  (wgan_jax.data.images.to_float). Idempotent: an image already on the levels is unchanged.
+  (wgan_jax.data.source.to_float). Idempotent: an image already on the levels is unchanged.
   """
   x = np.asarray(images, np.float32)
   v = np.clip(x * np.float32(127.5) + np.float32(127.5), 0.0, 255.0).astype(np.uint8)

@@ -56,26 +56,30 @@ class ReferenceStats(NamedTuple):
 
 
 def read_real_images(dataset: str, *, split: str, data_dir: str | None, num_samples: int,
-                     batch_size: int, with_labels: bool = False):
-  """(count, generator of float32 [b, H, W, C] batches in [-1, 1]) of the selected images;
-  with_labels: batches are (images, int32 labels [b]) and the count is (n, num_classes)."""
-  from wgan_jax.data import images  # tfds only here
+                     batch_size: int, with_labels: bool = False, image_size: int = 0,
+                     channels: int = 0):
+  """(count, generator of float32 [b, H, W, C] batches in [-1, 1]) of the selected images of
+  data.name `dataset` (any name wgan_jax.data reads); with_labels: batches are (images,
+  int32 labels [b]) and the count is (n, num_classes)."""
+  from wgan_jax.data import source, store  # pylint: disable=import-outside-toplevel
 
-  source = images.ImageSource(dataset, split=split, data_dir=data_dir or None,
-                              seed=SELECTION_SEED)
-  total = source.num_examples
+  split_store = store.open_store(dict(name=dataset, split=split, data_dir=data_dir or '',
+                                      image_size=image_size, channels=channels))
+  store.check_size(split_store)
+  total = split_store.num_examples
   n = total if num_samples <= 0 else min(num_samples, total)
+  order = source.permutation(SELECTION_SEED, 0, total)[:n]
 
   def batches():
     try:
-      for step in range(-(-n // batch_size)):
-        x, y = source.batches(step, shape=(batch_size,))
-        keep = n - step * batch_size
-        yield (x[:keep], y[:keep]) if with_labels else x[:keep]
+      for begin in range(0, n, batch_size):
+        x, y = split_store.read(order[begin:begin + batch_size])
+        x = source.to_float(x)
+        yield (x, y) if with_labels else x
     finally:
-      source.close()
+      split_store.close()
 
-  return ((n, source.num_classes) if with_labels else n), batches()
+  return ((n, split_store.num_classes) if with_labels else n), batches()
 
 
 def compute(batches, features_fn: Callable, *, num_kid_features: int,
