@@ -266,8 +266,9 @@ def test_schedule_data_positions_follow_the_critic_updates():
     run = train.Run(configs_loader.load('wgan', 'cifar10,smoke', **overrides))
     ks = [step_lib.critic_updates_at(t, run.schedule) for t in range(5)]
     assert ks == [3, 1, 3, 1, 3]
-    steps = np.concatenate([run.batch(t)['x'] for t in range(5)])
-    rows, _ = run.source.batches(0, shape=(sum(ks), 2))
+    assert run.source.placement == 'device'  # data.placement auto: a small split
+    steps = np.concatenate([run.batch(t)['index'] for t in range(5)])
+    rows = run.source.indices(0, shape=(sum(ks), 2))
   np.testing.assert_array_equal(steps, rows)
 
 

@@ -71,7 +71,7 @@ def test_config_trains_on_mock_images(file, arg, tmp_path):
   assert last['step'] == 2 and np.isfinite(last['d_loss']) and np.isfinite(last['g_loss'])
   assert os.listdir(tmp_path / 'samples') == ['step_0000002.png']
   # The sample grid also goes to TensorBoard: 16 images (smoke eval.num_images) as 4 x 4.
-  size = 4 * data.data_shape(config.data.name)[0]
+  size = 4 * data.describe(config.data)[0][0]
   assert _tensorboard_images(tmp_path) == [('samples', 2, size, size)]
 
 

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import optax
 
 from wgan_jax import lipschitz
+from wgan_jax.data.source import LEVELS
 from wgan_jax.rng import FLIP_STREAM, LABEL_STREAM, step_key
 from wgan_jax.losses import GanLoss
 from wgan_jax.parallel import local_slice, mean_over_devices
@@ -237,13 +238,13 @@ def real_images(batch: dict) -> jax.Array:
 
   batch['x'] float32 (2-D data) is returned as it is; uint8 images (data.placement host or
   stream), or the rows batch['index'] int32 [K, B] of the uint8 table batch['table']
-  [N, H, W, C] (placement device), are scaled v / 127.5 - 1 on the device: the same numbers
-  as wgan_jax.data.source.to_float on the host.
+  [N, H, W, C] (placement device), are scaled v / 127.5 - 1 on the device by the lookup
+  table wgan_jax.data.source.LEVELS: the same bits as `to_float` on the host.
   """
   x = jnp.take(batch['table'], batch['index'], axis=0) if 'index' in batch else batch['x']
   if x.dtype != jnp.uint8:
     return x
-  return x.astype(jnp.float32) / jnp.float32(127.5) - jnp.float32(1.0)
+  return jnp.asarray(LEVELS)[x]
 
 
 def flip_images(images: jax.Array, flips: jax.Array) -> jax.Array:

@@ -40,10 +40,16 @@ MB = 1 << 20
 EVAL_SEED_OFFSET = 12345
 
 
+# The float32 value of each uint8 level v, v / 127.5 - 1 rounded once. Images are scaled by
+# looking their levels up in this table, on the host (to_float) and on the device
+# (wgan_jax.step.real_images), so both give the same bits on every backend: computed
+# arithmetic would not (XLA turns the division into a multiplication by 1 / 127.5).
+LEVELS = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
-  """uint8 [...] -> float32 [...] in [-1, 1]: v / 127.5 - 1 (the step's real_images on the
-  device computes the same numbers)."""
-  return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+  """uint8 [...] -> float32 [...] in [-1, 1]: LEVELS[v] = v / 127.5 - 1."""
+  return LEVELS[images]
 
 
 def permutation(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -1,0 +1,96 @@
+"""data.placement: device, host and stream give the step the same images, bit for bit."""
+import functools
+import json
+
+import chex
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from wgan_jax import step as step_lib, train
+from wgan_jax.data import source as source_lib, store as store_lib
+from wgan_jax.errors import ConfigError
+from tests import configs_loader
+
+N, SHAPE = 13, (4, 4, 3)
+
+
+def _store() -> store_lib.ArrayStore:
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (N, *SHAPE), dtype=np.uint8)
+  return store_lib.ArrayStore('npz:made', x, rng.integers(0, 5, N), 5)
+
+
+def _source(placement, **kwargs):
+  return source_lib.ImageSource(dict(name='npz:made', placement=placement), seed=3,
+                                store=_store(), **kwargs)
+
+
+def test_device_scaling_is_the_host_scaling():
+  every_level = np.arange(256, dtype=np.uint8).reshape(1, 4, 8, 8, 1)
+  real = jax.jit(step_lib.real_images)
+  chex.assert_trees_all_equal(np.asarray(real({'x': every_level})),
+                              source_lib.to_float(every_level))
+  table = _store().x
+  index = np.array([[3, 1, 4], [1, 5, 9]], np.int32)
+  out = np.asarray(real({'index': index, 'table': table}))
+  chex.assert_shape(out, (2, 3, *SHAPE))
+  chex.assert_trees_all_equal(out, source_lib.to_float(table[index]))
+  points = np.ones((1, 2, 2), np.float32)
+  chex.assert_trees_all_equal(np.asarray(real({'x': points})), points)  # 2-D data: as is
+
+
+def test_host_and_device_batches_are_the_same_examples():
+  host, device = _source('host'), _source('device')
+  table = device.take_table()
+  for step in range(5):  # 5 x 6 = 30 examples: across epoch boundaries of N = 13
+    (h, hl), (d, dl) = host.batches(step, shape=(2, 3)), device.batches(step, shape=(2, 3))
+    assert h['x'].dtype == np.uint8 and d['index'].dtype == np.int32
+    np.testing.assert_array_equal(h['x'], table[d['index']])
+    np.testing.assert_array_equal(hl, dl)
+  with pytest.raises(ValueError, match='taken'):
+    device.take_table()
+  # After the table went to the devices, evaluation images still come from the store.
+  np.testing.assert_array_equal(device.eval_real(4, index=1), host.eval_real(4, index=1))
+  # Each process reads only its slice of the global batch.
+  halves = [_source('device', process_index=p, process_count=2).batches(2, shape=(2, 4))[0]
+            for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h['index'] for h in halves], axis=1),
+                                device.batches(2, shape=(2, 4))[0]['index'])
+
+
+def test_auto_placement_follows_the_budgets():
+  mb = source_lib.MB
+  resolve = functools.partial(source_lib.resolve_placement, device_budget_mb=2,
+                              host_budget_mb=4)
+  assert resolve('auto', 2 * mb) == 'device'
+  assert resolve('auto', 2 * mb + 1) == 'host'
+  assert resolve('auto', 5 * mb) == 'stream'
+  assert resolve('stream', 1) == 'stream'
+  with pytest.raises(ConfigError) as info:
+    resolve('device', 3 * mb)
+  message = str(info.value)
+  assert 'data.device_budget_mb=2' in message and '3.0 MB' in message and '\n' not in message
+  with pytest.raises(ConfigError, match='data.host_budget_mb=4'):
+    resolve('host', 5 * mb)
+  with pytest.raises(ConfigError, match="unknown data.placement 'gpu'"):
+    resolve('gpu', 1)
+
+
+def _train_records(tmp_path, name, **overrides):
+  config = configs_loader.load('sngan', 'cnn,cifar10,smoke', total_steps=2, n_critic=1,
+                               batch_size=4, **overrides)
+  workdir = str(tmp_path / name)
+  with tfds.testing.mock_data(num_examples=16):
+    train.train_and_evaluate(config, workdir)
+  with open(f'{workdir}/metrics.jsonl') as f:
+    return [{k: v for k, v in json.loads(line).items() if k != 'steps_per_sec'} for line in f]
+
+
+@pytest.mark.parametrize('strategy', ['single', 'pmap', 'jit'])
+def test_runs_are_identical_across_placements(tmp_path, strategy):
+  overrides = {'parallel.strategy': strategy, 'data.random_flip': True}
+  device = _train_records(tmp_path, 'device', **{'data.placement': 'device', **overrides})
+  host = _train_records(tmp_path, 'host', **{'data.placement': 'host', **overrides})
+  assert device == host and len(device) == 2
