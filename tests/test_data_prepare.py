@@ -108,6 +108,18 @@ def test_cifar10_npz_is_the_archive(prepared):
   assert not [n for n in os.listdir(os.path.join(out, 'cifar10')) if not n.endswith('.npz')]
 
 
+def test_cifar10_from_the_unpacked_directory(prepared, tmp_path):
+  archives, out, _ = prepared
+  with tarfile.open(archives / 'cifar-10-python.tar.gz') as tar:
+    tar.extractall(tmp_path / 'unpacked', filter='data')
+  prepare.prepare('cifar10', str(tmp_path / 'out'), archive=str(tmp_path / 'unpacked'))
+  for split in ('train', 'test'):
+    with np.load(tmp_path / 'out' / 'cifar10' / f'{split}.npz') as a, \
+        np.load(os.path.join(out, 'cifar10', f'{split}.npz')) as b:
+      np.testing.assert_array_equal(a['x'], b['x'])
+      np.testing.assert_array_equal(a['y'], b['y'])
+
+
 def test_mnist_npz_is_the_archive(prepared):
   _, out, summaries = prepared
   assert summaries['mnist']['examples'] == {'train': 6, 'test': 4}

@@ -157,7 +157,7 @@ def preprocess_all(preprocess: Callable[[np.ndarray], np.ndarray],
   if base in (identity, pad_to):
     return preprocess(images)
   if len(images) == 0:
-    return images
+    return np.empty((0, *preprocess(np.zeros(images.shape[1:], np.uint8)).shape), np.uint8)
   return np.stack([preprocess(image) for image in images])
 
 
