@@ -131,7 +131,7 @@ COMMANDS = ('wgan_jax/main.py', 'wgan_jax/sample.py', 'wgan_jax/evaluate.py',
             'wgan_jax/eval/reference_stats.py', 'wgan_jax/eval/convert_inception.py',
             'wgan_jax/experiments/parallel_lines.py', 'wgan_jax/experiments/toy_suite.py',
             'wgan_jax/experiments/clipping_gradients.py',
-            'wgan_jax/experiments/lipschitz_check.py')
+            'wgan_jax/experiments/lipschitz_check.py', 'wgan_jax/data/prepare.py')
 
 
 @pytest.mark.parametrize('path', COMMANDS)

@@ -1,11 +1,15 @@
 """Reference statistics of a real dataset, computed once: Inception mu, sigma and KID features.
 
   python -m wgan_jax.eval.reference_stats --dataset=cifar10 --split=train --out=FILE.npz \
-      [--weights=inception_fid.npz] [--num_samples=10000] [--data_dir=DIR] [--per_class]
+      [--weights=inception_fid.npz] [--num_samples=10000] [--data_dir=DIR] [--per_class] \
+      [--image_size=S] [--channels=C]
 
-The images are the first N of the dataset's seed-0 training-order permutation (all of the
-split when N is 0 or larger than the split; 10000 by default, the SNGAN protocol's real count),
-preprocessed exactly as for training (wgan_jax.data.images), then resized for Inception as in
+--dataset is any data.name training reads (wgan_jax.data.store): a named dataset (cifar10,
+...), tfds:NAME, npz:PATH or folder:PATH; --image_size and --channels are data.image_size and
+data.channels (0: the data's own), to be set as in the training config. The images are the
+first N of the dataset's seed-0 training-order permutation (all of the split when N is 0 or
+larger than the split; 10000 by default, the SNGAN protocol's real count), preprocessed
+exactly as for training (wgan_jax.data), then resized for Inception as in
 wgan_jax.eval.inception. The file stores:
 
   mu            float64 [2048]        mean of the pool3 features
@@ -14,7 +18,8 @@ wgan_jax.eval.inception. The file stores:
                                       during training needs no eigendecomposition of sigma
   kid_features  float32 [K, 2048]     the first K = min(N, --num_kid_features) features (KID)
   protocol      JSON: dataset, split, num_samples, selection, image_shape, weights_sha256
-                (of the source .pth), resize, num_kid_features, per_class, format
+                (of the source .pth), resize, num_kid_features, per_class, format; and
+                image_size, channels when they are not 0
 With --per_class (intra-class FID of conditional GANs, Miyato & Koyama 2018), also the
 statistics of each class c among the same N images:
   class_mu      float64 [C, 2048]
@@ -32,7 +37,7 @@ import numpy as np
 from absl import flags
 
 from wgan_jax import cli
-from wgan_jax.errors import DataError
+from wgan_jax.errors import ConfigError, DataError
 from wgan_jax.eval import fid, inception
 
 FORMAT = 'wgan_jax.reference_stats.v1'
@@ -163,12 +168,13 @@ def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
                             batch_size: int = 100,
                             num_kid_features: int = DEFAULT_NUM_KID_FEATURES,
                             input_size: int = inception.INPUT_SIZE,
-                            per_class: bool = False) -> dict:
+                            per_class: bool = False, image_size: int = 0,
+                            channels: int = 0) -> dict:
   """Computes and writes the reference statistics of (dataset, split); returns the protocol.
 
   Args:
-    dataset: a wgan_jax.data.images dataset name.
-    split: tfds split.
+    dataset: a data.name of images: a named dataset, tfds:NAME, npz:PATH or folder:PATH.
+    split: the split (data.split).
     out: .npz to write.
     weights: converted Inception weights (inception.load_params).
     num_samples: N real images (0: the whole split).
@@ -177,14 +183,20 @@ def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
     num_kid_features: features kept for KID.
     input_size: Inception input size; 299 is the protocol (tests use less for speed).
     per_class: also the statistics of every class (intra-class FID).
+    image_size, channels: data.image_size and data.channels (0: the data's own).
 
   Raises:
-    DataError / ConfigError: missing weights, unknown or unprepared dataset.
+    DataError / ConfigError: missing weights, unknown or unprepared dataset, image_size < 0,
+      channels other than 0, 1 or 3.
   """
+  if image_size < 0 or channels not in (0, 1, 3):
+    raise ConfigError(f'--image_size={image_size} --channels={channels}: image_size is >= 0 and '
+                      'channels 0, 1 or 3 (0: the data\'s own)')
   loaded = inception.load_params(weights)  # fail on missing weights before reading data
   n, batches = read_real_images(dataset, split=split, data_dir=data_dir,
                                 num_samples=num_samples, batch_size=batch_size,
-                                with_labels=per_class)
+                                with_labels=per_class, image_size=image_size,
+                                channels=channels)
   num_classes = 0
   if per_class:
     n, num_classes = n
@@ -199,6 +211,7 @@ def compute_reference_stats(*, dataset: str, split: str, out: str, weights: str,
   protocol = {'dataset': dataset, 'split': split, 'num_samples': n, 'selection': SELECTION,
               'weights_sha256': loaded.source_sha256, 'resize': resize,
               'num_kid_features': len(stats['kid_features']), 'per_class': per_class}
+  protocol.update({k: v for k, v in (('image_size', image_size), ('channels', channels)) if v})
   if per_class:
     protocol.update(num_classes=num_classes, class_counts=stats['class_counts'].tolist())
   save(out, **stats, protocol=protocol)
@@ -214,20 +227,26 @@ def main(argv) -> None:
   protocol = compute_reference_stats(
       dataset=f.dataset, split=f.split, out=f.out, weights=f.weights,
       num_samples=f.num_samples, data_dir=f.data_dir, batch_size=f.batch_size,
-      num_kid_features=f.num_kid_features, per_class=f.per_class)
+      num_kid_features=f.num_kid_features, per_class=f.per_class, image_size=f.image_size,
+      channels=f.channels)
   print(json.dumps({'out': f.out, **protocol}, sort_keys=True))
 
 
 def define_flags() -> None:
-  flags.DEFINE_string('dataset', None, 'Image dataset name, e.g. cifar10.')
-  flags.DEFINE_string('split', 'train', 'tfds split.')
+  flags.DEFINE_string('dataset', None, 'data.name of the images: cifar10, ..., tfds:NAME, '
+                      'npz:PATH or folder:PATH.')
+  flags.DEFINE_string('split', 'train', 'Split (data.split).')
   flags.DEFINE_string('out', None, 'Reference statistics .npz to write.')
   flags.DEFINE_string('weights', 'inception_fid.npz', 'Converted Inception weights.')
   flags.DEFINE_integer('num_samples', DEFAULT_NUM_SAMPLES, 'Real images (0: the whole split).')
-  flags.DEFINE_string('data_dir', '', 'tfds data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).')
+  flags.DEFINE_string('data_dir', '', 'data.data_dir: prepared files and tfds data_dir '
+                      '(default: $TFDS_DATA_DIR or ~/tensorflow_datasets).')
   flags.DEFINE_integer('batch_size', 100, 'Images per Inception forward pass.')
   flags.DEFINE_integer('num_kid_features', DEFAULT_NUM_KID_FEATURES, 'Features kept for KID.')
   flags.DEFINE_bool('per_class', False, 'Also per-class statistics (intra-class FID).')
+  flags.DEFINE_integer('image_size', 0, 'data.image_size: resize the short side and centre-crop '
+                       '(0: the images\' own size).')
+  flags.DEFINE_integer('channels', 0, 'data.channels: 1 or 3 (0: the data\'s own).')
 
 
 if __name__ == '__main__':
