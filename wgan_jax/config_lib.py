@@ -59,8 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   # image_size (0: the data's) resizes the short side and centre-crops; channels (0: the
   # data's majority) converts grey / RGB / RGBA.
   c.data = ml_collections.ConfigDict(dict(
-      name='cifar10', split='train', data_dir='', placement='auto', device_budget_mb=2048,
-      host_budget_mb=16384, stream_workers=2, random_flip=False, image_size=0, channels=0))
+      name='cifar10', split='train', data_dir='', placement='auto', device_budget_mb=2048.0,
+      host_budget_mb=16384.0, stream_workers=2, random_flip=False, image_size=0, channels=0))
   c.model = ml_collections.ConfigDict(dict(
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
       g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,

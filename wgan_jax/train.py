@@ -60,6 +60,11 @@ class Run:
         **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
            if self.num_classes else {}))
 
+  def close(self) -> None:
+    """Stops the data source's workers (data.placement stream) and closes its files."""
+    if self.source is not None and hasattr(self.source, 'close'):
+      self.source.close()
+
   def init_state(self) -> GanState:
     """The initial state in canonical layout (replicated over the mesh when parallel)."""
     init = lambda key: step_lib.init_state(
@@ -221,6 +226,15 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   """
   is_chief = jax.process_index() == 0 if is_chief is None else is_chief
   run = Run(config)
+  try:
+    return _train_run(run, workdir, is_chief)
+  finally:
+    run.close()
+
+
+def _train_run(run: Run, workdir: str, is_chief: bool) -> dict:
+  """train_and_evaluate of a built Run."""
+  config = run.config
   image_eval.validate(config, is_toy=run.is_toy)  # missing weights / stats: before any write
   checkpoint.check_resumable(workdir, config.to_dict())  # before anything is written
   workdir_lib.prepare(workdir)
