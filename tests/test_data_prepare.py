@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from wgan_jax import errors
-from wgan_jax.data import images, npz, prepare, source, store
+from wgan_jax.data import images, npz, pixels, prepare, source, store
 
 RNG = np.random.default_rng(0)
 # CIFAR-10 python batches: 2 images in each of data_batch_1 .. 5, 3 in test_batch.
@@ -306,6 +306,9 @@ def test_npz_errors_are_one_line(tmp_path):
   with pytest.raises(errors.ConfigError) as info:
     store.open_store(dict(name=f'npz:{good}', image_size=8))
   assert 'resize them before saving' in _one_line(info)
+  with pytest.raises(errors.ConfigError) as info:
+    store.open_store(dict(name=f'npz:{good}', channels=2))
+  assert 'data.channels must be 0' in _one_line(info)
 
 
 # ----------------------------------------------------------------------------- tfds:NAME
@@ -342,7 +345,7 @@ def test_tfds_variable_size_needs_image_size(mock_tfds):
   x, labels = src.store.read_all()
   assert x.shape == (6, 24, 24, 1) and labels.max() < 5 and x.std() > 0
   raw = np.asarray(tfds.data_source('tf_flowers', split='train', download=False)[0]['image'])
-  expected = images.resize_short_side_and_crop(images.convert_channels(raw, 1), 24)
+  expected = pixels.resize_square_pixels(pixels.to_channels(raw, 1), 24)
   np.testing.assert_array_equal(x[0], expected)
 
 
@@ -371,22 +374,33 @@ def test_unprepared_messages(tmp_path):
 # ----------------------------------------------------------------------------- image helpers
 
 
-def test_image_helpers():
-  rgba = RNG.integers(0, 256, (9, 7, 4), dtype=np.uint8)
-  for mode, channels in (('L', 1), ('RGB', 3)):
-    for image, source_mode in ((rgba, 'RGBA'), (rgba[..., :3], 'RGB'), (rgba[..., :1], 'L')):
-      pil = Image.fromarray(image[..., 0] if source_mode == 'L' else image, source_mode)
-      expected = np.asarray(pil.convert(mode)).reshape(9, 7, channels)
-      np.testing.assert_array_equal(images.convert_channels(image, channels), expected)
+def test_array_channels_are_what_pillow_gives_a_file():
+  """pixels.to_channels of uint8 arrays == pixels.to_mode of the same Pillow image, for every
+  (value, alpha) pair: alpha composited on white with Pillow's own rounding."""
+  value, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing='ij')
+  rgba = np.stack([value, 255 - value, 7 * value % 256, alpha], -1).astype(np.uint8)
+  for array in (rgba, rgba[..., :3], rgba[..., [0, 3]], rgba[..., :1]):
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    assert image.mode == ('L', 'LA', 'RGB', 'RGBA')[array.shape[-1] - 1]
+    for channels, mode in pixels.MODES.items():
+      expected = pixels.as_array(pixels.to_mode(image, mode))
+      np.testing.assert_array_equal(pixels.to_channels(array, channels), expected)
+  np.testing.assert_array_equal(pixels.to_channels(rgba[:1, :1], 3), 255)  # alpha 0: white
+  assert pixels.to_channels(rgba, 4) is rgba
+  with pytest.raises(ValueError, match='3 -> 2'):
+    pixels.to_channels(rgba[..., :3], 2)
+
+
+def test_square_resize_of_arrays():
   wide = np.zeros((20, 40, 3), np.uint8)
-  wide[:, 10:30] = 200  # The central square of the short side.
-  out = images.resize_short_side_and_crop(wide, 10)
-  assert out.shape == (10, 10, 3) and np.all(out[:, 1:-1] == 200)
-  np.testing.assert_array_equal(out[:, 0], out[:, -1])  # Centred: the bilinear edges match.
-  tall = rgba[..., :3]  # 9 x 7: the short side keeps its size, the central 7 rows are kept
-  np.testing.assert_array_equal(images.resize_short_side_and_crop(tall, 7), tall[1:8])
+  wide[:, 10:30] = 200  # The centred square.
+  out = pixels.resize_square_pixels(wide, 10)
+  assert out.shape == (10, 10, 3) and np.all(out[:, 2:-2] == 200)
+  np.testing.assert_array_equal(out[:, :5], out[:, :4:-1])  # Centred: symmetric.
+  tall = RNG.integers(0, 256, (9, 7, 1), dtype=np.uint8)  # the centred square: rows 1..7
+  np.testing.assert_array_equal(pixels.resize_square_pixels(tall, 7), tall[1:8])
   square = wide[:, :20]
-  assert images.resize_short_side_and_crop(square, 20) is square
+  assert pixels.resize_square_pixels(square, 20) is square
 
 
 # ----------------------------------------------------------------------------- reference_stats

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from wgan_jax.data import folder, source as source_lib, store as store_lib
+from wgan_jax.data import folder, pixels, source as source_lib, store as store_lib
 from wgan_jax.errors import ConfigError, DataError
 
 
@@ -129,6 +129,27 @@ def test_upscaled_images_are_said_once(tmp_path, capsys):
   assert store.read_all()[0].shape == (2, 8, 8, 3)
   err = capsys.readouterr().err.splitlines()
   assert len(err) == 1 and '1 of 2 images' in err[0] and 'a.png, 6x4' in err[0], err
+
+
+def test_a_picture_gives_the_same_pixels_from_a_folder_and_from_arrays(tmp_path):
+  """folder:PATH (a PNG file) and the array path of tfds:NAME / npz:PATH (wgan_jax.data.pixels)
+  give the same uint8 pixels, bit for bit."""
+  rgba = _random((10, 7, 4), 5)
+  rgba[::3, :, 3] = 0    # transparent rows (colour under them arbitrary)
+  rgba[1, :, 3] = 128    # a half-transparent row
+  _save(f'{tmp_path}/rgba/a.png', rgba)
+  for size, channels in ((4, 3), (4, 1), (0, 3), (0, 1)):
+    from_file = _open(f'{tmp_path}/rgba', image_size=size, channels=channels).read_all()[0][0]
+    from_array = pixels.to_channels(rgba, channels)
+    from_array = pixels.resize_square_pixels(from_array, size) if size else from_array
+    np.testing.assert_array_equal(from_file, from_array)
+  # npz:PATH takes grey / RGB (no alpha) and converts channels without resizing.
+  _save(f'{tmp_path}/rgb/a.png', rgba[..., :3])
+  np.savez(f'{tmp_path}/rgb.npz', x=rgba[None, ..., :3])
+  for channels in (1, 3):
+    from_file = _open(f'{tmp_path}/rgb', channels=channels).read_all()[0]
+    from_npz = store_lib.open_store(dict(name=f'npz:{tmp_path}/rgb.npz', channels=channels))
+    np.testing.assert_array_equal(from_file, from_npz.read_all()[0])
 
 
 @pytest.fixture(scope='module')

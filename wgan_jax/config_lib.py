@@ -56,8 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(g=optimizer_config(), d=optimizer_config()))
   # Data (wgan_jax.data): name is a dataset (cifar10, ..., gaussians8, ...), folder:PATH,
   # npz:PATH or tfds:NAME; placement auto | device | host | stream (wgan_jax.data.source);
-  # image_size (0: the data's) resizes the short side and centre-crops; channels (0: the
-  # data's majority) converts grey / RGB / RGBA.
+  # image_size (0: the data's) resizes the centred square; channels (0: the data's majority)
+  # converts grey / RGB / RGBA (alpha on white): one convention, wgan_jax.data.pixels.
   c.data = ml_collections.ConfigDict(dict(
       name='cifar10', split='train', data_dir='', placement='auto', device_budget_mb=2048.0,
       host_budget_mb=16384.0, stream_workers=2, random_flip=False, image_size=0, channels=0))

@@ -21,20 +21,21 @@ Rules:
                a warning that names one (torchvision's ImageFolder ignores them too). Subfolders
                without images are not classes.
   image_size   0: every image as it is (all must be the same size; the error names two that
-               differ). S > 0: the centred square of side min(H, W) (offsets rounded down, as
-               wgan_jax.data.images.center_crop), resized to S x S with Pillow BICUBIC, which
-               is antialiased when downscaling: the same as resizing the short side to S and
-               centre-cropping, without rounding the long side. An image that already is S x S
-               is kept bit for bit; smaller ones are upscaled, with a warning.
+               differ). S > 0: the centred square of side min(H, W), resized to S x S with
+               Pillow BICUBIC, antialiased (wgan_jax.data.pixels: tfds:NAME resizes the same
+               way). An image that already is S x S is kept bit for bit; smaller ones are
+               upscaled, with a warning.
   JPEG draft   A JPEG at least JPEG_DRAFT_GAP (3) times larger than S is decoded at 1/2, 1/4 or
                1/8 scale by libjpeg (PIL.Image.draft, still >= 3 S) before the bicubic resize:
                3-5x faster on large photos, within a few levels of a full decode (mean
                absolute difference about 0.3 of 255 on a 512x600 photo resized to 32-128).
+               The only difference from tfds:NAME, whose images arrive fully decoded.
   channels     grey = modes 1, L, LA, I, I;16*, F; colour = RGB, RGBA, P (palette), CMYK,
-               YCbCr, ... data.channels=0 takes the majority (a tie is colour). Transparent
+               YCbCr, ... data.channels=0 takes the majority (a tie is colour). Converted as
+               wgan_jax.data.pixels says (shared with tfds:NAME and npz:PATH): transparent
                pixels (RGBA, LA, palette transparency) are composited on white, as a viewer
-               shows them (the colour stored under alpha 0 is arbitrary); 16-bit grey keeps its
-               high byte. EXIF orientation is not applied: pixels are read as stored.
+               shows them (the colour stored under alpha 0 is arbitrary); 16-bit grey keeps
+               its high byte. EXIF orientation is not applied: pixels are read as stored.
   errors       a missing folder, a folder without images, an image whose header cannot be read
                (found when the folder is scanned) or whose data is truncated or corrupt (found
                when it is read), mixed sizes without data.image_size: each a one-line DataError
@@ -57,16 +58,13 @@ from typing import Mapping, NamedTuple
 import numpy as np
 from PIL import Image
 
+from wgan_jax.data import pixels as pixels_lib
 from wgan_jax.data import store as store_lib
 from wgan_jax.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.webp')
 FORMATS = ('JPEG', 'PNG', 'WEBP')  # Pillow decoders tried, whatever the extension says
-RESAMPLE = Image.Resampling.BICUBIC
 JPEG_DRAFT_GAP = 3    # draft-decode a JPEG only while it stays >= this many times the target
-BACKGROUND = 255      # white, under transparent pixels
-GREY_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'})
-ALPHA_MODES = frozenset({'RGBA', 'RGBa', 'LA', 'La', 'PA'})
 _MAX_CACHED_SCANS = 8
 
 
@@ -235,11 +233,6 @@ def scan_folder(path: str) -> Scan:
 # ----------------------------------------------------------------------------- planning
 
 
-def channels_of(mode: str) -> int:
-  """1 for a grey Pillow mode (GREY_MODES), else 3."""
-  return 1 if mode in GREY_MODES else 3
-
-
 def _setting(data: Mapping, key: str) -> int:
   """config.data[key] (default 0) as an int; ConfigError (one line) for anything else."""
   value = data.get(key, 0)
@@ -257,7 +250,7 @@ def plan_folder(path: str, scan: Scan, data: Mapping) -> Plan:
   if channels not in (0, 1, 3):
     raise ConfigError(f'data.channels must be 0 (the majority of the images), 1 or 3, got '
                       f'{channels}')
-  counts = [channels_of(m) for m in scan.modes]
+  counts = [pixels_lib.channels_of(m) for m in scan.modes]
   chosen = channels or (1 if 2 * counts.count(1) > len(counts) else 3)
   if size:
     height = width = size
@@ -269,7 +262,7 @@ def plan_folder(path: str, scan: Scan, data: Mapping) -> Plan:
                       f'{scan.files[j]} is {w1}x{h1}, width x height); pass '
                       f'--config.data.image_size=N to centre-crop and resize them to N x N')
     width, height = (int(v) for v in scan.sizes[0])
-  mode = 'L' if chosen == 1 else 'RGB'
+  mode = pixels_lib.MODES[chosen]
   notes = [n for n in (_ignored_note(path, scan), _conversion_note(path, scan, mode, channels),
                        _upscale_note(path, scan, size)) if n]
   return Plan(image_shape=(height, width, chosen), num_classes=max(len(scan.classes), 1),
@@ -320,38 +313,6 @@ def describe_folder(path: str, data: Mapping) -> tuple[tuple[int, int, int], int
 # ----------------------------------------------------------------------------- decoding
 
 
-def square_box(width: int, height: int) -> tuple[int, int, int, int]:
-  """(left, top, right, bottom) of the centred square of side min(width, height), offsets
-  rounded down."""
-  side = min(width, height)
-  left, top = (width - side) // 2, (height - side) // 2
-  return left, top, left + side, top + side
-
-
-def to_mode(image: Image.Image, mode: str) -> Image.Image:
-  """`image` in Pillow mode 'L' or 'RGB': palettes expanded, 16-bit / 32-bit grey to its
-  high byte, transparency composited on white."""
-  if image.mode == mode:
-    return image
-  if image.mode in ('P', 'PA'):
-    has_alpha = image.mode == 'PA' or 'transparency' in image.info
-    image = image.convert('RGBA' if has_alpha else 'RGB')
-  elif image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
-    image = Image.fromarray(_grey8(np.asarray(image), image.mode))
-  if image.mode in ALPHA_MODES:
-    white = Image.new('RGBA', image.size, (BACKGROUND,) * 4)
-    image = Image.alpha_composite(white, image.convert('RGBA'))
-  return image.convert(mode)
-
-
-def _grey8(pixels: np.ndarray, mode: str) -> np.ndarray:
-  """uint8 grey of high-bit-depth grey pixels: float ('F') clipped to [0, 255], integer
-  modes clipped to 16 bits and shifted right by 8."""
-  if mode == 'F':
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-  return (np.clip(pixels.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
-
-
 def draft(image: Image.Image, box: tuple, size: int) -> tuple:
   """Asks libjpeg to decode a not yet loaded JPEG `image` at 1/2, 1/4 or 1/8 scale while its
   crop `box` stays >= JPEG_DRAFT_GAP * size on a side; returns `box` in the drafted image's
@@ -373,12 +334,11 @@ def load_image(file: str, *, mode: str, size: int) -> np.ndarray:
   size x size when size > 0 (module docstring); Pillow errors propagate."""
   with Image.open(file, formats=FORMATS) as image:
     if size:
-      box = draft(image, square_box(*image.size), size)
-      image = to_mode(image, mode).resize((size, size), RESAMPLE, box=box)
+      box = draft(image, pixels_lib.square_box(*image.size), size)
+      image = pixels_lib.resize_square(pixels_lib.to_mode(image, mode), size, box)
     else:
-      image = to_mode(image, mode)
-    pixels = np.asarray(image)
-  return pixels[..., None] if pixels.ndim == 2 else pixels
+      image = pixels_lib.to_mode(image, mode)
+    return pixels_lib.as_array(image)
 
 
 class FolderStore(store_lib.Store):

@@ -38,9 +38,12 @@ tfds:NAME is any tfds dataset with a uint8 `image` feature, prepared in array_re
 as above. Its labels are the `label` feature when that is a ClassLabel (num_classes from it),
 else zeros (1 class). Its images are used as they are when they have one square size and
 data.image_size is 0; otherwise data.image_size = S is required (variable or non-square
-sizes) and every image's short side is resized to S (Pillow bilinear, antialiased) and the
-central S x S kept (`resize_short_side_and_crop`). data.channels (1 or 3; 0: the feature's)
-converts grey / RGB / RGBA as Pillow's `convert` does (`convert_channels`).
+sizes). data.channels (1 or 3; 0: the feature's) converts grey / grey + alpha / RGB / RGBA
+(`pixels.to_channels`: alpha composited on white), then data.image_size = S resizes the
+centred square of side min(H, W) to S x S with Pillow BICUBIC (`pixels.resize_square_pixels`).
+This is the convention of wgan_jax.data.pixels, shared with folder:PATH and npz:PATH (which
+converts channels only): the same picture gives the same pixels from a tfds dataset, an image
+folder or an npz array.
 
 The stores here (TfdsStore) read one example at a time; order, batches and placement are
 wgan_jax.data.source's.
@@ -56,7 +59,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from wgan_jax import registry
-from wgan_jax.data import npz, prepare
+from wgan_jax.data import npz, pixels, prepare
 from wgan_jax.data import store as store_lib
 from wgan_jax.errors import ConfigError, DataError
 
@@ -102,51 +105,14 @@ def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Resizes uint8 [H0, W0, C] to [*size, C] with Pillow BILINEAR (antialiased downscale)."""
-  channels = image.shape[-1]
-  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  out = np.asarray(pil.resize((size[1], size[0]), resample=Image.Resampling.BILINEAR))
-  return out.reshape(size[0], size[1], channels)
+  pil = pixels.from_array(image)
+  return pixels.as_array(pil.resize((size[1], size[0]), resample=Image.Resampling.BILINEAR))
 
 
 def crop_and_resize(image: np.ndarray, crop: tuple[int, int],
                     size: tuple[int, int]) -> np.ndarray:
   """`center_crop` to `crop`, then `resize` to `size`."""
   return resize(center_crop(image, crop), size)
-
-
-def resize_short_side_and_crop(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [H0, W0, C] -> [size, size, C]: the short side resized to `size` (`resize`, Pillow
-  bilinear, antialiased when shrinking; the long side in proportion, rounded), then the
-  central size x size window (`center_crop`). An image already size x size is returned
-  unchanged."""
-  height, width = image.shape[:2]
-  if (height, width) == (size, size):
-    return image
-  scale = size / min(height, width)
-  target = (max(size, round(height * scale)), max(size, round(width * scale)))
-  return center_crop(resize(image, target), (size, size))
-
-
-# Pillow's ITU-R 601-2 luma (`Image.convert('L')`): (R 19595 + G 38470 + B 7471 + 2^15) >> 16.
-_LUMA = np.array([19595, 38470, 7471], np.uint32)
-
-
-def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
-  """uint8 [..., C0] with C0 in 1 (grey), 2 (grey + alpha), 3 (RGB), 4 (RGBA) -> [..., channels]
-  (1 or 3), the pixels Pillow's convert('L') / convert('RGB') gives: grey is repeated, RGB
-  goes to luma, alpha is dropped (not composited)."""
-  have = images.shape[-1]
-  if have == channels:
-    return images
-  if channels not in (1, 3) or have not in (1, 2, 3, 4):
-    raise ValueError(f'convert_channels: {have} -> {channels} channels is not supported')
-  if have <= 2:
-    grey = images[..., :1]
-    return grey if channels == 1 else np.repeat(grey, 3, axis=-1)
-  if channels == 3:
-    return images[..., :3]
-  luma = (images[..., :3].astype(np.uint32) @ _LUMA + 0x8000) >> 16
-  return luma.astype(np.uint8)[..., None]
 
 
 def preprocess_all(preprocess: Callable[[np.ndarray], np.ndarray],
@@ -317,17 +283,16 @@ def tfds_spec(tfds_name: str, data: Mapping) -> ImageSpec:
   if not size and (height is None or width is None or height != width):
     kind = 'variable size' if None in (height, width) else 'not square'
     raise ConfigError(f'data.name {name!r} has images of shape {_shape_text(shape)} ({kind}); '
-                      'set data.image_size=S: the short side is resized to S and the central '
-                      'S x S kept')
+                      'set data.image_size=S: the centred square is resized to S x S')
   channels = int(data.get('channels', 0) or 0) or have
   if channels not in (1, 3):
     raise ConfigError(f'data.name {name!r} has images of {_shape_text([have])} channels; set '
                       'data.channels=1 (grey) or 3 (RGB)')
   steps = []
   if have != channels:
-    steps.append(functools.partial(convert_channels, channels=channels))
+    steps.append(functools.partial(pixels.to_channels, channels=channels))
   if size and (height, width) != (size, size):
-    steps.append(functools.partial(resize_short_side_and_crop, size=size))
+    steps.append(functools.partial(pixels.resize_square_pixels, size=size))
   label = features['label'] if 'label' in keys else None
   classes = getattr(label, 'num_classes', None) if isinstance(
       label, tfds.features.ClassLabel) else None

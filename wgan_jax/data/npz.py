@@ -11,8 +11,9 @@ The file is an .npz archive (np.savez or np.savez_compressed) holding
 
 Other arrays are ignored; data.split is ignored (one file, one split). The arrays are used
 as they are: data.image_size must be 0 or equal H == W (resize the images before saving
-them). data.channels (1 or 3; 0: C) converts grey / RGB as Pillow's convert does
-(wgan_jax.data.images.convert_channels).
+them). data.channels (1 or 3; 0: C) converts grey / RGB as folder:PATH and tfds:NAME do
+(wgan_jax.data.pixels.to_channels: Pillow's luma, grey repeated), so a picture gives the same
+pixels from an npz array as from a PNG file in a folder.
 
 `describe_npz` reads only the .npy headers inside the archive (and y, which is small), not
 the pixels. Every problem is one DataError line naming the file and the fix.
@@ -24,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from wgan_jax.data import pixels
 from wgan_jax.data import store as store_lib
 from wgan_jax.errors import ConfigError, DataError
 
@@ -138,14 +140,19 @@ def read_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _output_shape(path: str, shape: tuple[int, int, int], data: Mapping) -> tuple[int, int, int]:
-  """(H, W, C) after data.channels; ConfigError for a data.image_size other than H == W."""
+  """(H, W, C) after data.channels; ConfigError for a data.image_size other than H == W or
+  a data.channels other than 0, 1 or 3."""
   height, width, channels = shape
   size = int(data.get('image_size', 0) or 0)
   if size and not size == height == width:
     raise ConfigError(f'data.image_size={size}, but npz file {path!r} holds {height}x{width} '
                       'images: npz arrays are used as they are; resize them before saving, or '
                       'set data.image_size=0')
-  return height, width, int(data.get('channels', 0) or 0) or channels
+  wanted = int(data.get('channels', 0) or 0)
+  if wanted not in (0, *pixels.MODES):
+    raise ConfigError(f'data.channels must be 0 (the images\' own), 1 (grey) or 3 (RGB), got '
+                      f'{wanted}')
+  return height, width, wanted or channels
 
 
 def describe_npz(path: str, data: Mapping) -> tuple[tuple[int, int, int], int]:
@@ -166,7 +173,5 @@ def open_npz(path: str, data: Mapping) -> store_lib.ArrayStore:
   x, y = read_arrays(path)
   channels = _output_shape(path, x.shape[1:], data)[-1]
   labels, num_classes = check_labels(path, y, len(x))
-  if channels != x.shape[-1]:
-    from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
-    x = images.convert_channels(x, channels)
+  x = pixels.to_channels(x, channels)
   return store_lib.ArrayStore(data.get('name', f'npz:{path}'), x, labels, num_classes)
