@@ -1,7 +1,8 @@
 """Input-pipeline throughput per data.placement, and its cost in the real train step.
 
-  python -m benchmarks.input_pipeline [--only=reads,steps] [--repeats=3] [--seconds=1.5]
-      [--png32=20000] [--jpeg128=3000] [--step_batch=16] [--step_steps=4] [--step_rounds=3]
+  python -m benchmarks.input_pipeline [--only=reads,steps] [--read_repeats=3]
+      [--read_seconds=1.5] [--png32=20000] [--jpeg128=3000] [--step_batch=16]
+      [--step_steps=4] [--step_rounds=3] [--dir=FOLDER]
 
 Prints JSON lines. The data is written into a temporary folder first: `png32`, 32x32 RGB PNG
 files, and `jpeg128`, 128x128 RGB JPEG files (quality 90), read as data.name=folder:PATH;
@@ -15,16 +16,16 @@ reads: images/s of this process's batches of shape (5, 64) (SNGAN's n_critic x b
           workers decode while the next batch is asked for (prefetch)
   Each case runs in its own process (python -m benchmarks.input_pipeline --case=...), so
   peak_rss_mb is its own; workers_peak_rss_mb is the largest worker's, table_mb the uint8
-  split held in host memory (device: until placed). Median of --repeats groups of at least
-  --seconds each; startup_s is the source's construction (workers started and the first
-  batch read for stream).
+  split held in host memory (device: until placed). Median of --read_repeats groups of at
+  least --read_seconds each; startup_s is the source's construction and the first batch
+  (stream: the workers' start-up too).
 
 steps: the SNGAN standard-CNN step (configs/sngan.py:cnn, batch --step_batch, n_critic 1)
   on png32 with data.placement host, device and stream (2 workers) and on synthetic data
   (a fixed batch already on the device), each timing step(state, Run.batch(t)) with the
   batch built inside the timed loop (benchmarks.train_step.Bench); the cases alternate in
-  --step_rounds rounds of --step_steps steps, and ratio_vs_synthetic is the ratio of the
-  medians (1.0: the input costs nothing).
+  --step_rounds rounds of --step_steps steps (after compilation and a warm-up step), and
+  ratio_vs_synthetic is the ratio of the medians (1.0: the input costs nothing).
 
 load_1min (os.getloadavg) is given with every line: the machine may be shared.
 """
@@ -42,8 +43,8 @@ import numpy as np
 from PIL import Image
 
 _ONLY = flags.DEFINE_list('only', ['reads', 'steps'], 'Parts to run: reads, steps.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed groups per read case; median reported.')
-_SECONDS = flags.DEFINE_float('seconds', 1.5, 'Least duration of one timed group (reads).')
+_REPEATS = flags.DEFINE_integer('read_repeats', 3, 'Timed groups per read case (median).')
+_SECONDS = flags.DEFINE_float('read_seconds', 1.5, 'Least duration of a timed read group.')
 _PNG32 = flags.DEFINE_integer('png32', 20000, 'Number of 32x32 PNG files.')
 _JPEG128 = flags.DEFINE_integer('jpeg128', 3000, 'Number of 128x128 JPEG files.')
 _STEP_BATCH = flags.DEFINE_integer('step_batch', 16, 'Batch size of the train-step part.')
@@ -53,6 +54,7 @@ _CASE = flags.DEFINE_string('case', None, 'Internal: run one read case '
                             '(placement,dataset,workers,folder) and print its line.')
 _DIR = flags.DEFINE_string('dir', None, 'Use (or fill) this folder instead of a temporary one.')
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (5, 64)  # (n_critic, batch) of the read cases
 DATASETS = {'png32': (32, 'png'), 'jpeg128': (128, 'jpeg')}
 
@@ -140,9 +142,9 @@ def read_cases(root: str) -> list[dict]:
     folder = os.path.join(root, dataset)
     done = subprocess.run(
         [sys.executable, '-m', 'benchmarks.input_pipeline',
-         f'--case={placement},{dataset},{workers},{folder}', f'--repeats={_REPEATS.value}',
-         f'--seconds={_SECONDS.value}'], capture_output=True, text=True, check=False,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+         f'--case={placement},{dataset},{workers},{folder}',
+         f'--read_repeats={_REPEATS.value}', f'--read_seconds={_SECONDS.value}'],
+        capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode:
       raise RuntimeError(f'case {placement},{dataset},{workers} failed: {done.stderr}')
     line = json.loads(done.stdout.strip().splitlines()[-1])

@@ -83,14 +83,22 @@ def test_worker_error_is_the_stores_one_line_data_error(readers, store):
 
 def test_prefetch_hit_and_miss(readers, store):
   reader = readers[2]
-  first, second, other = GOOD[:5], GOOD[5:], GOOD[::-1]
+  assert reader.depth == 2
+  first, second, third, other = GOOD[:5], GOOD[5:], GOOD[2:4], GOOD[::-1]
+  for indices in (first, second, first, third):  # a repeat and one past the depth: ignored
+    reader.prefetch(indices)
+  assert len(reader._queue) == 2  # pylint: disable=protected-access
+  _assert_same(reader.read(first), store.read(first))           # hits, in order
+  _assert_same(reader.read(second), store.read(second))
   reader.prefetch(first)
-  _assert_same(reader.read(first), store.read(first))           # hit
   reader.prefetch(second)
-  _assert_same(reader.read(other), store.read(other))           # miss: read anew
-  reader.prefetch(np.array([CORRUPT]))                          # a missed prefetch's error
-  _assert_same(reader.read(second), store.read(second))         # is dropped with it
+  _assert_same(reader.read(other), store.read(other))           # miss: both dropped
+  assert not reader._queue  # pylint: disable=protected-access
+  reader.prefetch(np.array([CORRUPT]))                          # a dropped prefetch's error
+  _assert_same(reader.read(second), store.read(second))         # goes with it
+  reader.prefetch(third)
   reader.prefetch(np.array([CORRUPT]))
+  _assert_same(reader.read(third), store.read(third))
   with pytest.raises(DataError):
     reader.read(np.array([CORRUPT]))
 
@@ -122,7 +130,8 @@ def test_dead_worker_is_one_line_data_error_and_close_reaps(data, store):
   reader = stream.StreamReader(data, workers=2, store=store)
   _assert_same(reader.read(GOOD), store.read(GOOD))
   processes = [w.process for w in reader._workers]  # pylint: disable=protected-access
-  buffers = [w.shm.name for w in reader._workers]  # pylint: disable=protected-access
+  buffers = [b.name for w in reader._workers  # pylint: disable=protected-access
+             for b in w.buffers if b]
   os.kill(processes[1].pid, signal.SIGKILL)
   for _ in range(2):  # and again: the reader stays broken, it does not hang
     with pytest.raises(DataError, match=r'worker 1 \(pid \d+\) .* died with exit code -9 '
@@ -139,11 +148,14 @@ def test_dead_worker_is_one_line_data_error_and_close_reaps(data, store):
   reader.close()  # twice is fine
 
 
-def test_workers_import_no_jax(tmp_path, data):
-  """The data modules import no jax, and a trainer whose main module imports jax starts
-  workers that do not (no jaxlib mapped in them)."""
+def test_workers_import_no_jax_and_stop_at_exit(tmp_path, data):
+  """The data modules import no jax; a trainer whose main module imports jax starts workers
+  that do not (no jaxlib mapped in them); a trainer that exits without close() stops them
+  (no hang, even when weakref's exit hook predates multiprocessing's) and leaks no buffer."""
   script = tmp_path / 'trainer_main.py'
   script.write_text(textwrap.dedent(f"""
+      import weakref
+      weakref.finalize(weakref, print)  # weakref's exit hook before multiprocessing's
       import sys
       import numpy as np
       from wgan_jax.data import folder, images, source, store, stream
@@ -154,9 +166,10 @@ def test_workers_import_no_jax(tmp_path, data):
         reader.read(np.array([0]))
         with open(f'/proc/{{reader._workers[0].process.pid}}/maps') as f:
           assert 'jaxlib' not in f.read(), 'the worker imported jax'
-        reader.close()
+        reader.prefetch(np.array([1]))
         print('ok')
   """))
   done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=120, check=False)
-  assert done.stdout.strip() == 'ok', done.stderr
+  assert done.stdout.strip() == 'ok' and done.returncode == 0, done.stderr
+  assert 'leaked' not in done.stderr, done.stderr

@@ -3,17 +3,21 @@
 A `StreamReader` keeps `workers` processes, each with its own store opened from the plain
 dict of config.data (`store.open_store`). `read(indices)` splits the indices into contiguous
 chunks, one per worker; every worker reads and decodes its chunk and writes the uint8 images
-into its own shared-memory buffer (sized for the largest chunk so far), and the labels come
-back through its pipe. The result is the same bit for bit as `store.read(indices)`.
+into one of its PREFETCH_DEPTH shared-memory buffers (each sized for the largest chunk it
+held so far), and the labels come back through its pipe; the trainer copies the images out
+(a new array: the buffer is reused). The result is the same bit for bit as
+`store.read(indices)`.
 
 Shapes:
   n        indices of one read
   H W C    image_shape of the store
   read(indices int [n]) -> (uint8 [n, H, W, C], int32 [n])
 
-Overlap: `prefetch(indices)` hands the next read to the workers and returns at once; the
-`read` with the same indices collects it, any other read discards it and reads anew
-(wgan_jax.data.source prefetches the next step's indices after each batch).
+Overlap: `prefetch(indices)` hands a coming read to the workers and returns at once; up to
+PREFETCH_DEPTH reads are queued (a worker that finishes one starts on the next without
+waiting for the trainer). A `read` of the indices at the head of the queue collects them;
+any other read discards the queue and reads anew. wgan_jax.data.source prefetches the next
+`depth` steps' indices after each batch.
 
 Processes: workers are started with the 'spawn' method (never forked from a process that has
 initialised jax) and import no jax: the worker function lives here, and the parent's
@@ -26,13 +30,15 @@ Errors: an error in a worker (a corrupt file) is raised in the trainer as the sa
 error (a UserError keeps its class, anything else becomes a DataError), a worker that dies
 as a one-line DataError naming its exit code; never a hang.
 """
+import atexit
+import collections
 import contextlib
 import multiprocessing
 from multiprocessing import connection, resource_tracker, shared_memory
 import signal
 import sys
 import types
-from typing import Mapping
+from typing import Mapping, NamedTuple
 import weakref
 
 import numpy as np
@@ -42,6 +48,7 @@ from wgan_jax.data import store as store_lib
 from wgan_jax.errors import DataError
 
 START_METHOD = 'spawn'
+PREFETCH_DEPTH = 2    # reads queued ahead, and shared-memory buffers per worker
 STOP_TIMEOUT_S = 2.0  # a worker asked to stop gets this long before it is killed
 
 
@@ -88,10 +95,10 @@ def exit_text(code: int | None) -> str:
 
 
 def serve(data: Mapping, conn) -> None:
-  """A worker's loop: opens the store of `data`, then answers each request
-  (shared-memory name, int64 indices [m]) by writing uint8 [m, H, W, C] at the start of that
-  buffer and sending ('ok', labels int32 [m]), or ('error', class name, message). Ends on
-  None or when the pipe closes."""
+  """A worker's loop: opens the store of `data`, then answers each request (buffer slot,
+  shared-memory name, int64 indices [m]) in order by writing uint8 [m, H, W, C] at the start
+  of that buffer and sending ('ok', labels int32 [m]), or ('error', class name, message).
+  Ends on None or when the pipe closes."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
   name = data.get('name', '?')
@@ -99,13 +106,13 @@ def serve(data: Mapping, conn) -> None:
     store, failure = store_lib.open_store(data), None
   except Exception as e:  # pylint: disable=broad-except
     store, failure = None, describe_error(e, name)
-  shm = None
+  buffers: dict[int, shared_memory.SharedMemory] = {}  # slot -> attached buffer
   try:
     while True:
       request = conn.recv()
       if request is None:
         break
-      shm_name, indices = request
+      slot, shm_name, indices = request
       if failure is not None:
         conn.send(('error', *failure))
         continue
@@ -115,11 +122,11 @@ def serve(data: Mapping, conn) -> None:
         if images.dtype != np.uint8 or tuple(images.shape) != expected:
           raise DataError(f'data.name {name!r}: the store read {images.dtype} '
                           f'{tuple(images.shape)}, expected uint8 {expected}')
-        if shm is None or shm.name != shm_name:
-          if shm is not None:
-            shm.close()
-          shm = shared_memory.SharedMemory(shm_name)
-        view = np.ndarray(images.shape, np.uint8, buffer=shm.buf)
+        if slot not in buffers or buffers[slot].name != shm_name:
+          if slot in buffers:
+            buffers.pop(slot).close()
+          buffers[slot] = shared_memory.SharedMemory(shm_name)
+        view = np.ndarray(images.shape, np.uint8, buffer=buffers[slot].buf)
         view[...] = images
         del view
         conn.send(('ok', np.asarray(labels, np.int32)))
@@ -128,7 +135,7 @@ def serve(data: Mapping, conn) -> None:
   except (EOFError, OSError):  # the trainer is gone
     pass
   finally:
-    if shm is not None:
+    for shm in buffers.values():
       shm.close()
     if store is not None:
       store.close()
@@ -151,8 +158,8 @@ def hidden_main():
 
 
 class _Worker:
-  """One worker process, the parent's end of its pipe, its shared-memory buffer and whether a
-  request is outstanding."""
+  """One worker process, the parent's end of its pipe, its PREFETCH_DEPTH shared-memory
+  buffers and the slots of its outstanding requests (in the order they were sent)."""
 
   def __init__(self, context, data: dict, index: int):
     self.index = index
@@ -162,26 +169,32 @@ class _Worker:
     with hidden_main():
       self.process.start()
     child.close()
-    self.shm: shared_memory.SharedMemory | None = None
-    self.busy = False
+    self.buffers: list[shared_memory.SharedMemory | None] = [None] * PREFETCH_DEPTH
+    self.outstanding: list[int] = []
 
-  def buffer(self, nbytes: int) -> shared_memory.SharedMemory:
-    """The worker's buffer, replaced by one of `nbytes` when smaller (the worker is idle)."""
-    if self.shm is None or self.shm.size < nbytes:
-      self.release()
-      self.shm = shared_memory.SharedMemory(create=True, size=max(nbytes, 1))
-    return self.shm
+  def send(self, indices: np.ndarray, row_bytes: int) -> int:
+    """Sends a request for `indices` into a free buffer (replaced by a larger one when too
+    small); returns its slot. OSError when the pipe is broken."""
+    slot = next(k for k in range(len(self.buffers)) if k not in self.outstanding)
+    nbytes = max(len(indices) * row_bytes, 1)
+    if self.buffers[slot] is None or self.buffers[slot].size < nbytes:
+      self.release(slot)
+      self.buffers[slot] = shared_memory.SharedMemory(create=True, size=nbytes)
+    self.conn.send((slot, self.buffers[slot].name, indices))
+    self.outstanding.append(slot)
+    return slot
 
-  def release(self) -> None:
-    """Closes and unlinks the buffer (the worker keeps its own mapping until it switches)."""
-    if self.shm is not None:
-      self.shm.close()
+  def release(self, slot: int) -> None:
+    """Closes and unlinks a buffer (the worker keeps its own mapping until it switches)."""
+    shm, self.buffers[slot] = self.buffers[slot], None
+    if shm is not None:
+      shm.close()
       with contextlib.suppress(FileNotFoundError):
-        self.shm.unlink()
-      self.shm = None
+        shm.unlink()
 
   def stop(self) -> None:
-    """Asks the worker to stop, kills it after STOP_TIMEOUT_S, reaps it, releases the buffer."""
+    """Asks the worker to stop, kills it after STOP_TIMEOUT_S, reaps it, releases the
+    buffers."""
     with contextlib.suppress(OSError, ValueError):
       self.conn.send(None)
     self.process.join(STOP_TIMEOUT_S)
@@ -189,14 +202,37 @@ class _Worker:
       self.process.kill()
       self.process.join()
     self.conn.close()
-    self.release()
+    for slot in range(len(self.buffers)):
+      self.release(slot)
+
+
+class _Request(NamedTuple):
+  """A read handed to the workers: its indices [n] and, per worker that got a chunk, the
+  chunk's [lo, hi) and buffer slot."""
+  indices: np.ndarray
+  parts: list  # [(worker, lo, hi, slot)]
 
 
 def _stop_all(workers: list) -> None:
-  """Stops every worker (close() and at exit)."""
-  for worker in workers:
-    worker.stop()
-  workers.clear()
+  """Stops every worker (close(), garbage collection, exit), each even when another fails."""
+  while workers:
+    try:
+      workers[-1].stop()
+    finally:
+      workers.pop()
+  _OPEN[:] = [w for w in _OPEN if w is not workers]
+
+
+# The workers of every open reader. Stopped at exit by a hook registered after
+# multiprocessing's own (this module imports multiprocessing first), so it runs before
+# multiprocessing terminates daemon children with SIGTERM, which workers ignore.
+_OPEN: list[list] = []
+
+
+@atexit.register
+def _stop_open() -> None:
+  for workers in list(_OPEN):
+    _stop_all(workers)
 
 
 class StreamReader:
@@ -204,6 +240,7 @@ class StreamReader:
 
   Attributes:
     workers: the number of worker processes (0: reads in this process with the store).
+    depth: how many reads `prefetch` queues (PREFETCH_DEPTH; 0 without workers).
     image_shape: (H, W, C).
   """
 
@@ -223,19 +260,20 @@ class StreamReader:
       raise errors.ConfigError(f'data.stream_workers must be >= 0 (0: read in the training '
                                f'process), got {workers}')
     self.workers = int(workers)
+    self.depth = PREFETCH_DEPTH if self.workers else 0
     self._own_store = store is None
     self._store = store_lib.open_store(data) if store is None else store
     self.image_shape = tuple(self._store.image_shape)
     self._name = self._store.name
-    self._pending: np.ndarray | None = None  # indices handed out by prefetch
+    self._queue: collections.deque[_Request] = collections.deque()  # handed out, in order
     self._broken: str | None = None          # the message of a worker's death
     self._workers: list[_Worker] = []
-    self._chunks: list[tuple[int, int]] = []  # [lo, hi) of each busy worker's request
     if self.workers:
       plain = {k: (v.to_dict() if hasattr(v, 'to_dict') else v) for k, v in dict(data).items()}
       resource_tracker.ensure_running()  # one tracker for the buffers of all processes
       context = multiprocessing.get_context(START_METHOD)
       self._workers = [_Worker(context, plain, w) for w in range(self.workers)]
+      _OPEN.append(self._workers)
     self._finalizer = weakref.finalize(self, _stop_all, self._workers)
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,71 +286,66 @@ class StreamReader:
     indices = np.asarray(indices, np.int64).reshape(-1)
     if not self.workers:
       return self._store.read(indices)
-    if self._pending is not None and np.array_equal(self._pending, indices):
-      self._pending = None
-      return self._collect(indices, raise_errors=True)
-    self._discard_pending()
-    self._submit(indices)
-    return self._collect(indices, raise_errors=True)
+    if not (self._queue and np.array_equal(self._queue[0].indices, indices)):
+      self._discard_queue()
+      self._submit(indices)
+    return self._collect(self._queue.popleft(), keep=True)
 
   def prefetch(self, indices: np.ndarray) -> None:
     """Starts reading `indices` [n] in the workers and returns; a `read` of the same indices
-    returns the result. Nothing happens with workers=0."""
-    if not self.workers:
+    (once the reads queued before are read) returns the result. Nothing happens with
+    workers=0, when these indices are queued already, or when PREFETCH_DEPTH reads are."""
+    if len(self._queue) >= self.depth:
       return
     indices = np.asarray(indices, np.int64).reshape(-1)
-    self._discard_pending()
-    self._submit(indices)
-    self._pending = indices.copy()
+    if not any(np.array_equal(r.indices, indices) for r in self._queue):
+      self._submit(indices.copy())
 
   def close(self) -> None:
     """Stops the workers (reaped, buffers unlinked); closes the store if it opened it."""
-    self._pending = None
+    self._queue.clear()
     self._finalizer()
     if self._own_store:
       self._store.close()
 
-  def _discard_pending(self) -> None:
-    """Waits for a prefetch nobody asked for and drops it (a worker's death still raises)."""
-    if self._pending is not None:
-      self._pending = None
-      self._collect(None, raise_errors=False)
+  def _discard_queue(self) -> None:
+    """Waits for the prefetched reads nobody asked for and drops them (errors with them; a
+    worker's death still raises)."""
+    while self._queue:
+      self._collect(self._queue.popleft(), keep=False)
 
   def _submit(self, indices: np.ndarray) -> None:
-    """Sends each worker its contiguous chunk of `indices` (every worker idle)."""
+    """Sends each worker its contiguous chunk of `indices` and queues the request."""
     self._check_alive()
     row = int(np.prod(self.image_shape))
-    self._chunks = split_chunks(len(indices), self.workers)
-    for worker, (lo, hi) in zip(self._workers, self._chunks):
-      shm = worker.buffer((hi - lo) * row)
+    parts = []
+    for worker, (lo, hi) in zip(self._workers, split_chunks(len(indices), self.workers)):
       try:
-        worker.conn.send((shm.name, indices[lo:hi]))
+        parts.append((worker, lo, hi, worker.send(indices[lo:hi], row)))
       except OSError:
         self._died(worker)
-      worker.busy = True
+    self._queue.append(_Request(indices, parts))
 
-  def _collect(self, indices: np.ndarray | None,
-               raise_errors: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """Waits for every busy worker; copies the images out of the buffers into a new array
-    (the buffers are reused by the next request). indices None: results dropped."""
-    n = 0 if indices is None else len(indices)
+  def _collect(self, request: _Request, *, keep: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Waits for the replies of `request` (each worker's next one); keep: copies the images
+    out of the buffers into a new array and raises the first worker's error, else drops
+    both."""
+    n = len(request.indices) if keep else 0
     images = np.empty((n, *self.image_shape), np.uint8)
     labels = np.empty((n,), np.int32)
     failure = None
-    for worker, (lo, hi) in zip(self._workers, self._chunks):
-      if not worker.busy:
-        continue
+    for worker, lo, hi, slot in request.parts:
       reply = self._receive(worker)
-      worker.busy = False
+      worker.outstanding.remove(slot)
       if reply[0] == 'error':
         failure = failure or reply[1:]
-      elif indices is not None:
+      elif keep:
         images[lo:hi] = np.ndarray((hi - lo, *self.image_shape), np.uint8,
-                                   buffer=worker.shm.buf)
+                                   buffer=worker.buffers[slot].buf)
         labels[lo:hi] = reply[1]
-    if failure is not None and raise_errors:
+    if failure is not None and keep:
       raise rebuild_error(*failure)
-    return None if indices is None else (images, labels)
+    return (images, labels) if keep else None
 
   def _receive(self, worker: _Worker):
     """The reply of `worker`, or a DataError when it died first."""
