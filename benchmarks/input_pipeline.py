@@ -2,7 +2,7 @@
 
   python -m benchmarks.input_pipeline [--only=reads,steps] [--read_repeats=3]
       [--read_seconds=1.5] [--png32=20000] [--jpeg128=3000] [--step_batch=16]
-      [--step_steps=4] [--step_rounds=3] [--dir=FOLDER]
+      [--step_steps=4] [--step_rounds=5] [--dir=FOLDER]
 
 Prints JSON lines. The data is written into a temporary folder first: `png32`, 32x32 RGB PNG
 files, and `jpeg128`, 128x128 RGB JPEG files (quality 90), read as data.name=folder:PATH;
@@ -49,7 +49,7 @@ _PNG32 = flags.DEFINE_integer('png32', 20000, 'Number of 32x32 PNG files.')
 _JPEG128 = flags.DEFINE_integer('jpeg128', 3000, 'Number of 128x128 JPEG files.')
 _STEP_BATCH = flags.DEFINE_integer('step_batch', 16, 'Batch size of the train-step part.')
 _STEP_STEPS = flags.DEFINE_integer('step_steps', 4, 'Timed steps per case and round.')
-_STEP_ROUNDS = flags.DEFINE_integer('step_rounds', 3, 'Rounds of the train-step part.')
+_STEP_ROUNDS = flags.DEFINE_integer('step_rounds', 5, 'Rounds of the train-step part.')
 _CASE = flags.DEFINE_string('case', None, 'Internal: run one read case '
                             '(placement,dataset,workers,folder) and print its line.')
 _DIR = flags.DEFINE_string('dir', None, 'Use (or fill) this folder instead of a temporary one.')

@@ -48,8 +48,9 @@ class Bench:
   """A config's Run, jitted step, device state and `batch_at(t)` ready to time (compiled, one
   warm-up step done): the parts `benchmark` and benchmarks.input_pipeline share.
 
-  synthetic: fixed random float32 real batches of the dataset's shape, put on the devices
-  once (no dataset, no input cost: the reference of the input pipeline's overhead).
+  synthetic: a fixed random real batch of the dataset's shape (uint8 images, as image
+  sources give them, or float32 2-D points), put on the devices once (no dataset, no input
+  cost: the reference of the input pipeline's overhead).
   """
 
   def __init__(self, config, *, synthetic: bool, flops: bool = True):
@@ -62,8 +63,10 @@ class Bench:
     self.config, self.synthetic = config, synthetic
     self.run = run = train.Run(config, open_data=not synthetic)
     shape = (config.n_critic, config.batch_size)
-    if synthetic:
-      x = np.random.default_rng(0).uniform(-1, 1, shape + run.data_shape).astype(np.float32)
+    if synthetic:  # uint8 images as the image sources give (scaled in the step), float 2-D
+      rng = np.random.default_rng(0)
+      x = rng.uniform(-1, 1, shape + run.data_shape).astype(np.float32) if run.is_toy else \
+          rng.integers(0, 256, shape + run.data_shape, dtype=np.uint8)
       fixed = run.strategy.put_batch({'x': x})
       self.batch_at = lambda t: fixed
     else:
