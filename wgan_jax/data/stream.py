@@ -23,8 +23,9 @@ Processes: workers are started with the 'spawn' method (never forked from a proc
 initialised jax) and import no jax: the worker function lives here, and the parent's
 __main__ (the trainer's imports jax) is hidden from multiprocessing while they start. They
 ignore SIGINT and SIGTERM (the trainer decides when to stop, and saves first), exit when
-their pipe closes (the trainer died), and are daemons. `close()` (also run at exit) stops
-and reaps them and unlinks the shared memory.
+their pipe closes (the trainer died), and are daemons. `close()` stops and reaps them and
+unlinks the shared memory; so does an exit hook that runs before multiprocessing's own
+(which would wait forever on a daemon that ignores its SIGTERM).
 
 Errors: an error in a worker (a corrupt file) is raised in the trainer as the same one-line
 error (a UserError keeps its class, anything else becomes a DataError), a worker that dies
