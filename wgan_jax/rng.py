@@ -31,9 +31,11 @@ frozen: changing one changes the runs of existing configs.
 
 Model initialisation uses PRNGKey(seed) itself (train.Run.init_state); parallel_lines'
 critic updates fold_in(fold_in(PRNGKey(seed), t), i) for update i of theta number t.
-"""
-import jax
 
+The stream numbers are plain ints and jax is imported only by the key functions, so modules
+that need just the table (wgan_jax.data.toy, imported by the jax-free data worker processes
+of wgan_jax.data.stream) do not import jax.
+"""
 LABEL_STREAM = 0x1AB
 FLIP_STREAM = 0xF11B
 SAMPLES_STREAM = 0x5EED
@@ -46,16 +48,19 @@ LINES_EVAL_STREAM = 0xE7A1
 LINES_INIT_STREAM = 0x1417
 
 
-def stream_key(seed: int, stream: int) -> jax.Array:
+def stream_key(seed: int, stream: int) -> 'jax.Array':
   """fold_in(PRNGKey(seed), stream): the key of a named stream of the table."""
+  import jax  # pylint: disable=import-outside-toplevel
   return jax.random.fold_in(jax.random.PRNGKey(seed), stream)
 
 
-def step_key(seed: int, step) -> jax.Array:
+def step_key(seed: int, step) -> 'jax.Array':
   """The PRNG key of generator step `step`: fold_in(PRNGKey(seed), step)."""
+  import jax  # pylint: disable=import-outside-toplevel
   return jax.random.fold_in(jax.random.PRNGKey(seed), step)
 
 
-def sample_key(seed: int, chunk: int) -> jax.Array:
+def sample_key(seed: int, chunk: int) -> 'jax.Array':
   """The key of chunk `chunk` of `python -m wgan_jax.sample`: fold_in(PRNGKey(seed), chunk)."""
+  import jax  # pylint: disable=import-outside-toplevel
   return jax.random.fold_in(jax.random.PRNGKey(seed), chunk)

@@ -21,7 +21,8 @@ wgan_jax.step.real_images):
           int32 indices {'index': [*S_local]}, gathered inside the jitted step
   host    the split as uint8 in host memory; a batch is {'x': uint8 [*S_local, H, W, C]}
   stream  examples read from the files by worker processes (wgan_jax.data.stream), uint8
-          out, {'x': ...} as host
+          out, {'x': ...} as host; after each batch the workers start on the next steps'
+          (StreamReader.depth of them, the same shape), read while the step runs
   auto    device when the split's uint8 bytes fit data.device_budget_mb, else host when
           they fit data.host_budget_mb, else stream
 
@@ -220,6 +221,12 @@ class ImageSource:
     if self.placement == 'device':
       return {'index': indices.astype(np.int32)}, self._labels[indices]
     x, labels = self._read(indices)
+    if self._reader is not None:  # the workers read the next steps (same shape) meanwhile
+      total = math.prod(int(s) for s in shape)
+      first = step * total if start is None else start
+      for ahead in range(1, self._reader.depth + 1):
+        self._reader.prefetch(self.indices(step + ahead, shape=shape,
+                                           start=first + ahead * total).reshape(-1))
     return {'x': x}, labels
 
   def eval_real(self, n: int, *, index: int) -> np.ndarray:
