@@ -5,7 +5,6 @@ import chex
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from wgan_jax import step as step_lib, train
 from wgan_jax.data import source as source_lib, store as store_lib
@@ -77,22 +76,38 @@ def test_auto_placement_follows_the_budgets():
     resolve('gpu', 1)
 
 
-def _run_steps(placement, strategy, steps=2):
-  """Metrics and final state of `steps` train steps of a conditional MLP on mock images."""
+@pytest.fixture(scope='module')
+def made_npz(tmp_path_factory):
+  """npz:PATH of 16 random 8x8x3 images in 3 classes (stream workers read it too)."""
+  rng = np.random.default_rng(1)
+  path = tmp_path_factory.mktemp('placement') / 'made.npz'
+  np.savez(path, x=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8), y=np.arange(16) % 3)
+  return f'npz:{path}'
+
+
+def _run_steps(name, placement, strategy, steps=2):
+  """Metrics and final state of `steps` train steps of a conditional MLP."""
   config = configs_loader.load(
       'wgan_gp', 'cifar10,smoke', n_critic=2, batch_size=4,
-      **{'model.name': 'mlp', 'model.mlp_hidden': 16, 'conditional.method': 'projection',
-         'data.random_flip': True, 'data.placement': placement, 'parallel.strategy': strategy})
-  with tfds.testing.mock_data(num_examples=16):
-    run = train.Run(config)
-  assert run.source.placement == placement
-  state, step_fn, metrics = run.strategy.to_device(run.init_state()), run.train_step(), []
-  for t in range(steps):
-    state, m = step_fn(state, run.batch(t))
-    metrics.append(jax.device_get(run.strategy.metrics(m)))
-  return metrics, jax.device_get(run.strategy.to_canonical(state))
+      **{'data.name': name, 'model.name': 'mlp', 'model.mlp_hidden': 16,
+         'conditional.method': 'projection', 'data.random_flip': True,
+         'data.placement': placement, 'data.stream_workers': 1, 'parallel.strategy': strategy})
+  run = train.Run(config)
+  try:
+    assert run.source.placement == placement
+    state, step_fn, metrics = run.strategy.to_device(run.init_state()), run.train_step(), []
+    for t in range(steps):
+      state, m = step_fn(state, run.batch(t))
+      metrics.append(jax.device_get(run.strategy.metrics(m)))
+    return metrics, jax.device_get(run.strategy.to_canonical(state))
+  finally:
+    run.close()
 
 
 @pytest.mark.parametrize('strategy', ['single', 'pmap', 'jit'])
-def test_runs_are_identical_across_placements(strategy):
-  chex.assert_trees_all_equal(_run_steps('device', strategy), _run_steps('host', strategy))
+def test_runs_are_identical_across_placements(made_npz, strategy):
+  # The stream's workers give the host's uint8 batches (tests/test_stream.py): one strategy.
+  others = ('host', 'stream') if strategy == 'single' else ('host',)
+  device = _run_steps(made_npz, 'device', strategy)
+  for placement in others:
+    chex.assert_trees_all_equal(device, _run_steps(made_npz, placement, strategy))
