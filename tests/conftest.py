@@ -1,6 +1,8 @@
 """Test setup: simulated CPU devices must be configured before jax is imported."""
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -10,4 +12,25 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # The Winograd paths (outputs, gradients, second derivatives, up-convs) are tested directly
 # in tests/test_conv.py with impl='winograd'. Set WGAN_JAX_CONV_IMPL=auto to run all of it.
 os.environ.setdefault('WGAN_JAX_CONV_IMPL', 'im2col')
+# One XLA compilation cache for the session, shared by this process and the command-line
+# runs it starts: the tests build the same small programs many times, from separate Runs
+# (a hit is the same executable, so no number changes). Removed at the end of the session.
+_SESSION_CACHE = None
+if 'WGAN_JAX_COMPILATION_CACHE' not in os.environ:
+  _SESSION_CACHE = tempfile.mkdtemp(prefix='wgan_jax_xla_')
+  os.environ['WGAN_JAX_COMPILATION_CACHE'] = _SESSION_CACHE
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pytest_configure(config):
+  del config
+  import jax  # pylint: disable=import-outside-toplevel
+  if os.environ['WGAN_JAX_COMPILATION_CACHE']:
+    jax.config.update('jax_compilation_cache_dir', os.environ['WGAN_JAX_COMPILATION_CACHE'])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _SESSION_CACHE:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
