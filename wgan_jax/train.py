@@ -31,12 +31,6 @@ class Run:
     self.is_toy = data.is_toy(config.data.name)
     self.strategy = parallel.make_strategy(config.parallel.strategy)
     parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
-    self.source = data.make_source(
-        config.data, seed=config.seed, process_index=jax.process_index(),
-        process_count=jax.process_count()) if open_data else None
-    # data.placement device: the split's uint8 images on every device, once.
-    self.table = (self.strategy.put_table(self.source.take_table())
-                  if getattr(self.source, 'placement', None) == 'device' else None)
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
     # Class-conditional runs (config.conditional): 0 classes = unconditional.
@@ -59,10 +53,17 @@ class Run:
         axis_name=self.strategy.axis_name, random_flip=config.data.get('random_flip', False),
         **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
            if self.num_classes else {}))
+    # The data last: every config error is found before a split is loaded.
+    self.source = data.make_source(
+        config.data, seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count()) if open_data else None
+    # data.placement device: the split's uint8 images on every device, once.
+    self.table = (self.strategy.put_table(self.source.take_table())
+                  if getattr(self.source, 'placement', None) == 'device' else None)
 
   def close(self) -> None:
     """Stops the data source's workers (data.placement stream) and closes its files."""
-    if self.source is not None and hasattr(self.source, 'close'):
+    if self.source is not None:
       self.source.close()
 
   def init_state(self) -> GanState:

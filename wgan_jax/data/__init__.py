@@ -1,10 +1,11 @@
 """Data sources: built-in 2-D distributions and images (wgan_jax.data.source), one interface.
 
 A source's batches are a pure function of (seed, step): `batches(step, shape, start)` returns
-({'x': ...} or {'index': ...}, labels), the real examples of generator step `step` (shape = (K, global batch)), so the data position
-of a run is its step and a resumed run reads exactly the same examples. `start` (image
-sources) is the global counter of the step's first example, step * prod(shape) by default;
-a run with a critic schedule (K depends on the step) passes critic_updates_before(step) * B.
+({'x': ...} or {'index': ...}, labels), the real examples of generator step `step` (shape =
+(K, global batch)), so the data position of a run is its step and a resumed run reads
+exactly the same examples. `start` (image sources) is the global counter of the step's first
+example, step * prod(shape) by default; a run with a critic schedule (K depends on the step)
+passes critic_updates_before(step) * B.
 Toy sources draw each step's samples from a generator keyed by (seed, step), whatever the
 shape, and ignore `start`. In a multi-process run each process gets only its slice of the
 global batch axis.
@@ -36,6 +37,9 @@ class ToySource:
 
   def eval_real(self, n: int, *, index: int) -> np.ndarray:
     return toy.toy_eval_samples(self.name, seed=self.seed, n=n, index=index)
+
+  def close(self) -> None:
+    """Nothing to release (the image sources' close stops workers and closes files)."""
 
 
 def _process_slice(x, labels, index: int, count: int, *, axis: int):
