@@ -7,7 +7,8 @@
 # coordinator on 127.0.0.1:PORT (default: a free port) and runs python -m wgan_jax.main with
 # the given arguments. PYTHON picks the interpreter (default python3). Process 0 prints to
 # the terminal; process i > 0 logs to $LOG_DIR/process_i.log (default: a temporary folder).
-# The exit status is the first non-zero one among the processes. --dry-run prints the
+# The exit status is the first non-zero one among the processes; SIGTERM or SIGINT to one
+# process stops them all at the same step (each saves it, status 143 / 130). --dry-run prints the
 # commands instead of running them; --help prints this text.
 set -euo pipefail
 
@@ -47,11 +48,15 @@ for ((i = 1; i < n; i++)); do
 done
 
 # The first process to fail ends the job: the others would wait for it in a collective.
+# A preempted one (130 / 143: SIGINT / SIGTERM) does not: every process saves the same step
+# and stops with it, so the others are left to finish.
 status=0
 for ((i = 0; i < ${#pids[@]}; i++)); do
   code=0
   wait -n || code=$?  # the processes are this shell's only background jobs
-  if (( code != 0 )); then
+  if (( code == 130 || code == 143 )); then
+    (( status != 0 )) || status=$code
+  elif (( code != 0 )); then
     status=$code
     echo "a process failed with status ${code} (logs: ${log_dir})" >&2
     cleanup

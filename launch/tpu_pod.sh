@@ -20,6 +20,8 @@
 #   4. run `python -m wgan_jax.main --config=... --workdir=gs://...` on --worker=all (the same
 #      command on every host; jax.distributed initialises itself on a TPU pod), streaming
 #      the output; --config.parallel.strategy=jit unless the arguments set a strategy;
+#      a Spot preemption or maintenance event reaches the hosts as SIGTERM: they agree on
+#      one step, save it and exit 143 (rerun the script with the same --workdir to resume);
 #   5. delete the TPU VM / queued resource on exit, also after a failure or Ctrl-C, unless
 #      --keep.
 #

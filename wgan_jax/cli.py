@@ -5,13 +5,14 @@ one-line user error in one place.
 """
 import os
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-from wgan_jax.errors import DiskFull, Fault, UserError, is_disk_full
+from wgan_jax.errors import DiskFull, Fault, PeerLost, UserError, is_disk_full
 
 
 def _bad_override(argv: Sequence[str], config) -> str:
@@ -76,6 +77,18 @@ def quiet_logs() -> None:
   logging.get_absl_handler().addFilter(_not_orbax)
 
 
+_LEAVING = threading.Lock()
+
+
+def leave_now(message: str, code: int) -> None:
+  """`error: message` on stderr and exit `code` at once, from any thread, skipping clean-up
+  (a second caller, e.g. a watchdog thread racing the main one, waits for the exit)."""
+  with _LEAVING:
+    print(f'error: {message}', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
 def fail(message: str, code: int = 2):
   print(f'error: {message}', file=sys.stderr)
   sys.exit(code)
@@ -103,17 +116,17 @@ def config_from_flag(holder) -> config_dict.ConfigDict:
 
 def run_user_errors(fn: Callable[[], object], *, workdir: str = '') -> object:
   """Runs fn; a UserError becomes its one line on stderr and exit code 2, a Fault its line
-  and its exit code, Ctrl-C one line and 130, a full disk one line and DiskFull's code."""
+  and its exit code, Ctrl-C one line and 130, a full disk or a lost peer process one line
+  and its code, at once."""
   try:
     return fn()
   except UserError as e:
     fail(str(e))
-  except DiskFull as e:
-    # Orbax's background save threads may still be failing: leave without waiting for them
+  except (DiskFull, PeerLost) as e:
+    # Orbax's background save threads may still be failing, and jax.distributed's shutdown
+    # would wait for a dead peer until its heartbeat timeout: leave without waiting for them
     # (and their shutdown tracebacks); the earlier checkpoints are complete on disk.
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(e.exit_code)  # pylint: disable=protected-access
+    leave_now(str(e), e.exit_code)
   except Fault as e:
     fail(str(e), code=e.exit_code)
   except KeyboardInterrupt:

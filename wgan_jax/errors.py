@@ -3,7 +3,8 @@
 `wgan_jax.main` (and the other command-line entry points) print the message of a
 `UserError` as a single line on stderr and exit 2, without a traceback. A `Fault` (the
 run diverged, the disk filled up) is one line too, with its own exit status; SIGTERM and
-SIGINT stop a run with 143 and 130 after saving (wgan_jax.train.Preempted).
+SIGINT stop a run with 143 and 130 after saving (wgan_jax.train.Preempted); in a
+multi-process job every process stops at the same step.
 """
 import errno
 
@@ -42,6 +43,12 @@ class Diverged(Fault):
 class DiskFull(Fault):
   """The workdir's disk filled up while writing (a checkpoint, metrics)."""
   exit_code = 4
+
+
+class PeerLost(Fault):
+  """Another process of a multi-process job died (or its link broke) mid-run: a collective
+  with it failed. The process leaves at once (no shutdown handshake with the dead peer)."""
+  exit_code = 5
 
 
 def is_disk_full(error: BaseException) -> bool:

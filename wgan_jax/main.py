@@ -18,6 +18,11 @@ _DISTRIBUTED = flags.DEFINE_enum(
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+_HEARTBEAT = flags.DEFINE_integer(
+    'heartbeat_timeout_seconds', 60,
+    'Multi-process: a peer process silent this long counts as dead and every other process '
+    'stops with one line (exit 5); jax.distributed\'s heartbeat timeout is twice this.',
+    lower_bound=1)
 
 
 def main(argv):
@@ -27,10 +32,12 @@ def main(argv):
     cli.fail('--workdir is required, e.g. --workdir=runs/wgan_gp_gaussians8')
   from wgan_jax import parallel, train  # after flag checks: jax import cost only for real runs
   parallel.initialize_distributed(mode=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
-                                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+                                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                                  heartbeat_timeout_seconds=_HEARTBEAT.value)
   parallel.enable_compilation_cache()
-  # Preempted (SIGTERM 143, SIGINT 130: as if the signal had ended the process), Diverged,
-  # DiskFull: one line and their exit codes (cli.entry).
+  # Preempted (SIGTERM 143, SIGINT 130: as if the signal had ended the process; every
+  # process of a multi-process job at the same step), Diverged, DiskFull, PeerLost: one line
+  # and their exit codes (cli.entry).
   train.train_and_evaluate(config, _WORKDIR.value)
 
 

@@ -17,6 +17,8 @@ replicated over the mesh as global jax.Arrays; `pmap` keeps a stacked per-device
 training.
 """
 import os
+import threading
+import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -202,6 +204,74 @@ def enable_compilation_cache() -> Optional[str]:
 
 
 # ----------------------------------------------------------------------------- multi-host
+HEARTBEAT_TIMEOUT_SECONDS = 60  # --heartbeat_timeout_seconds's default
+_heartbeat_timeout = [HEARTBEAT_TIMEOUT_SECONDS]  # as set by initialize_distributed
+
+
+class PeerWatchdog:
+  """A thread that notices a peer process that died (or an unreachable coordinator) while
+  this one waits in a barrier or a collective that does not fail by itself, and calls
+  `on_lost(reason)`. Each process bumps a counter in the coordination service's key-value
+  store every `interval` seconds; a peer whose counter has not moved for `timeout` seconds,
+  or a store that does not answer, is lost. jax.distributed's own heartbeat timeout (twice
+  as long) would end the process too, with many lines of its own."""
+
+  KEY = 'wgan_jax/alive'
+
+  def __init__(self, timeout: float, on_lost: Callable[[str], None], interval: float = 1.0):
+    from jax._src import distributed  # pylint: disable=import-outside-toplevel
+    self._client = distributed.global_state.client
+    self._timeout, self._interval, self._on_lost = timeout, interval, on_lost
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, name='wgan_jax.PeerWatchdog',
+                                    daemon=True)
+
+  def _run(self) -> None:
+    me, beat = jax.process_index(), 0
+    seen = {p: (None, time.monotonic()) for p in range(jax.process_count()) if p != me}
+    while not self._stop.wait(self._interval):
+      beat += 1
+      try:
+        self._client.key_value_set(f'{self.KEY}/{me}', str(beat), allow_overwrite=True)
+        beats = dict(self._client.key_value_dir_get(self.KEY))  # one request for all peers
+        now = time.monotonic()
+        for peer, (last, since) in seen.items():
+          value = beats.get(f'{self.KEY}/{peer}')  # None: not started yet, as if silent
+          if value != last:
+            seen[peer] = (value, now)
+          elif now - since > self._timeout:
+            self._on_lost(f'process {peer} sent no heartbeat for {self._timeout:.0f} s')
+            return
+      except Exception as e:  # pylint: disable=broad-except
+        if self._stop.is_set():
+          return
+        self._on_lost(f'the coordination service does not answer: '
+                      f'{(str(e).strip().splitlines() or [type(e).__name__])[0][:120]}')
+        return
+
+  def __enter__(self):
+    if jax.process_count() > 1 and self._client is not None:
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+
+
+def heartbeat_timeout() -> float:
+  """Seconds after which a silent peer process counts as dead (PeerWatchdog)."""
+  return _heartbeat_timeout[0]
+
+
+def agreed_signal(local: int) -> int:
+  """The signal every process acts on: the largest of the processes' `local` signal numbers
+  (0: none; SIGTERM 15 wins over SIGINT 2), the same value on every process. Every process
+  calls it at the same step (a collective); one process: `local` itself, no collective."""
+  if jax.process_count() == 1:
+    return int(local)
+  return int(np.max(multihost_utils.process_allgather(np.asarray(local, np.int32))))
+
+
 def cluster_detected() -> bool:
   """True on a multi-process SLURM job or a multi-worker Cloud TPU slice."""
   if int(os.environ.get('SLURM_NTASKS', '1')) > 1:
@@ -212,20 +282,31 @@ def cluster_detected() -> bool:
 
 def initialize_distributed(*, mode: str = 'auto', coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> bool:
+                           process_id: Optional[int] = None,
+                           heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_SECONDS) -> bool:
   """jax.distributed.initialize when asked or on a detected cluster; True if multi-process.
 
   mode: 'auto' (explicit coordinator flags, or a detected SLURM / TPU-pod environment),
   'on' (always; jax auto-detects the cluster) or 'off'.
+  heartbeat_timeout_seconds: a peer process silent this long counts as dead: the train
+  loop's PeerWatchdog ends this one with one line (wgan_jax.errors.PeerLost) when it waits
+  for the dead peer in a barrier or a collective that does not fail by itself (NCCL's,
+  TPU's; CPU collectives fail at once); jax.distributed's own heartbeat timeout, the
+  backstop, is twice as long.
+  SIGTERM stays the train loop's (wgan_jax.checkpoint.PreemptionWatcher, agreed over the
+  processes by `agreed_signal`): jax's own preemption service, which would install a second
+  SIGTERM handler, is turned off.
   """
   explicit = coordinator_address is not None
   if mode == 'off' or (mode == 'auto' and not explicit and not cluster_detected()):
     return False
   # Cross-process collectives between CPU devices go through gloo (no effect on GPU / TPU).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  kwargs: dict[str, Any] = {}
+  jax.config.update('jax_enable_preemption_service', False)
+  _heartbeat_timeout[0] = heartbeat_timeout_seconds
+  kwargs: dict[str, Any] = dict(heartbeat_timeout_seconds=2 * heartbeat_timeout_seconds)
   if explicit:
-    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+    kwargs.update(coordinator_address=coordinator_address, num_processes=num_processes,
                   process_id=process_id)
   jax.distributed.initialize(**kwargs)
   if jax.process_count() > 1:

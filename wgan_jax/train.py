@@ -6,11 +6,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpoint, config_lib, data, lipschitz, losses, optim, parallel
+from wgan_jax import checkpoint, cli, config_lib, data, lipschitz, losses, optim, parallel
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax import workdir as workdir_lib
-from wgan_jax.errors import CheckpointError, Diverged, Fault, WorkdirError
+from wgan_jax.errors import CheckpointError, Diverged, Fault, PeerLost, WorkdirError
 from wgan_jax.eval import evaluators as evaluators_lib, image_eval
 from wgan_jax.eval.evaluators import every
 from wgan_jax.metrics_writer import MetricWriter
@@ -253,13 +253,48 @@ def _train_run(run: Run, workdir: str, is_chief: bool) -> dict:
     workdir_lib.write_json(workdir_lib.path(workdir, checkpoint.CONFIG_FILE), config.to_dict())
   writer = MetricWriter(workdir, total_steps=config.total_steps, enabled=is_chief,
                         resume_step=start)
+  lost = None
+
+  def on_lost(reason: str) -> None:  # the watchdog's thread: leave at once, one line
+    cli.leave_now(_peer_lost_message(reason, workdir), PeerLost.exit_code)
+
   try:
-    return _loop(run, state, start, ckpt, writer, workdir, is_chief)
+    with parallel.PeerWatchdog(parallel.heartbeat_timeout(), on_lost):
+      return _loop(run, state, start, ckpt, writer, workdir, is_chief)
+  except jax.errors.JaxRuntimeError as e:
+    if not is_peer_lost(e):
+      raise
+    lines = str(e).strip().splitlines()
+    lost = PeerLost(_peer_lost_message(
+        f'a collective failed: {lines[0][:160] if lines else type(e).__name__}', workdir))
   finally:
     try:
-      ckpt.close()
+      if lost is None:  # a save in flight would wait for the dead peer: left unfinished
+        ckpt.close()
     finally:
       writer.close()
+  raise lost
+
+
+# What a collective with a dead (or unreachable) process raises, by backend.
+PEER_LOST_MARKERS = ('Connection reset by peer', 'Connection closed by peer', 'Gloo',
+                     'heartbeat', 'UNAVAILABLE', 'NCCL')
+
+
+def is_peer_lost(error: BaseException) -> bool:
+  """Whether a runtime error of a multi-process job is a collective that failed because
+  another process died (False in a single-process run)."""
+  return jax.process_count() > 1 and any(m in str(error) for m in PEER_LOST_MARKERS)
+
+
+def _peer_lost_message(reason: str, workdir: str) -> str:
+  """One line: a peer died, how it showed, the checkpoint a restart resumes from."""
+  latest = checkpoint.latest_step(workdir)
+  resume = (f'the last complete checkpoint is step {latest}' if latest is not None
+            else 'no checkpoint was written yet')
+  return (f'a peer process of this {jax.process_count()}-process job died or became '
+          f'unreachable ({reason}); {resume} ({workdir!r}); restart every '
+          f'process with the same command to resume')
 
 
 def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief) -> dict:
@@ -299,7 +334,9 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
       if every(done, config.log_every_steps, total):
         pending = (done, strategy.metrics(metrics))
       due = [e for e in evaluators if e.due(done)]
-      stop = watcher.requested  # read once: a signal arriving later is handled next step
+      # Read once: a signal arriving later is handled next step. Multi-process: every
+      # process acts on the same value at the same step (one tiny collective per step).
+      stop = parallel.agreed_signal(watcher.requested)
       is_save = every(done, config.checkpoint_every_steps, total) or bool(stop)
       if due or is_save:  # a synchronous moment anyway: check, log, then save
         current = check_finite(done, _to_host(strategy.metrics(metrics)), device_state)
