@@ -229,6 +229,10 @@ def train_and_evaluate(config, workdir: str, *, is_chief: Optional[bool] = None)
   run = Run(config)
   try:
     return _train_run(run, workdir, is_chief)
+  except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, PeerLost) or not is_peer_lost(e):
+      raise
+    raise _lost_peer(e, workdir) from None  # a barrier before the loop: start-up, restore
   finally:
     run.close()
 
@@ -261,12 +265,10 @@ def _train_run(run: Run, workdir: str, is_chief: bool) -> dict:
   try:
     with parallel.PeerWatchdog(parallel.heartbeat_timeout(), on_lost):
       return _loop(run, state, start, ckpt, writer, workdir, is_chief)
-  except jax.errors.JaxRuntimeError as e:
-    if not is_peer_lost(e):
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_peer_lost(e):  # a step's collective, or a save's barrier (a ValueError)
       raise
-    lines = str(e).strip().splitlines()
-    lost = PeerLost(_peer_lost_message(
-        f'a collective failed: {lines[0][:160] if lines else type(e).__name__}', workdir))
+    lost = _lost_peer(e, workdir)
   finally:
     try:
       if lost is None:  # a save in flight would wait for the dead peer: left unfinished
@@ -285,6 +287,13 @@ def is_peer_lost(error: BaseException) -> bool:
   """Whether a runtime error of a multi-process job is a collective that failed because
   another process died (False in a single-process run)."""
   return jax.process_count() > 1 and any(m in str(error) for m in PEER_LOST_MARKERS)
+
+
+def _lost_peer(error: BaseException, workdir: str) -> PeerLost:
+  """The PeerLost of a collective or barrier that failed because a peer died."""
+  lines = str(error).strip().splitlines()
+  return PeerLost(_peer_lost_message(
+      f'a collective failed: {lines[0][:160] if lines else type(error).__name__}', workdir))
 
 
 def _peer_lost_message(reason: str, workdir: str) -> str:
