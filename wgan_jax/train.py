@@ -195,6 +195,9 @@ def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
                     is_chief: bool = True) -> GanState:
   """The newest checkpoint of the workdir that reads, else a fresh state.
 
+  The restore target is the fresh state's layout: under `jit` the sharding rules on this
+  run's mesh, so a checkpoint saved on any mesh, device count or strategy resumes here.
+
   Checkpoints that do not read (truncated or missing files, NaN / inf values) are skipped
   with one warning line each and moved aside (`<step>.broken-<time>`), so they neither count
   toward keep_checkpoints nor block the save of their step later.
