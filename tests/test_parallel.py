@@ -258,15 +258,24 @@ def test_eight_device_meshes_match_one_device():
   toy, resnet = result['runs']['toy_gp'], result['runs']['resnet']
   for figures in toy['meshes'].values():
     # The toy GP recipe turns rounding differences of the data-parallel reduction into
-    # ~1e-4 after Adam's first update (see STEPS above); the first step agrees to 1e-5.
-    assert figures['first_step_rel_loss_diff'] < 1e-5 and figures['max_rel_loss_diff'] < RTOL
+    # ~1e-4 within the first critic updates (see STEPS above); the CNN to ~2e-7.
+    assert figures['max_rel_loss_diff'] < RTOL, result
   for figures in resnet['meshes'].values():
-    assert figures['max_rel_loss_diff'] < 1e-5, figures
-  assert resnet['single_bytes'] / resnet['meshes']['4x2']['max_device_bytes'] >= 1.8
-  assert resnet['single_bytes'] / resnet['meshes']['2x4']['max_device_bytes'] >= 3.5
+    assert figures['max_rel_loss_diff'] < 1e-5, result
+  assert resnet['single_bytes'] / resnet['meshes']['4x2']['max_device_bytes'] >= 1.8, result
+  assert resnet['single_bytes'] / resnet['meshes']['2x4']['max_device_bytes'] >= 3.5, result
   ckpt = result['checkpoint']
   assert "P(None, None, None, 'fsdp')" in ckpt['saved_specs']
   for name in ('2x4', '8x1', 'single'):
-    assert ckpt[name]['equal_values'] and ckpt[name]['placed_as_target'], name
-    assert ckpt[name]['next_step_rel_loss_diff'] < 1e-5, name
+    assert ckpt[name]['equal_values'] and ckpt[name]['placed_as_target'], result
+    assert ckpt[name]['next_step_rel_loss_diff'] < 1e-5, result
   assert ckpt['8x1']['specs'] == ['P()'] and ckpt['single']['specs'] == ['one device']
+
+
+def test_configs_saved_before_the_mesh_keys_get_their_defaults():
+  saved = configs_loader.load('wgan_gp', 'gaussians8,smoke').to_dict()
+  saved['parallel'] = {'strategy': 'jit'}
+  upgraded = config_lib.upgrade_eval(saved)
+  assert upgraded['parallel'] == {'strategy': 'jit', 'mesh': 'data=-1',
+                                  'sharding_rules': ('.*=fsdp',), 'fsdp_min_bytes': 2**16}
+  assert saved['parallel'] == {'strategy': 'jit'}

@@ -211,14 +211,18 @@ def upgrade_eval(saved: dict) -> dict:
 
   Configs saved before `eval` and `evals` were one block: `evals` moves into `eval`
   (OLD_EVALS_KEYS renamed); eval keys a saved config lacks get base_config's values (off,
-  for the image metrics). Returns a new dict; `saved` is unchanged.
+  for the image metrics). Parallel keys it lacks (parallel.mesh, sharding_rules,
+  fsdp_min_bytes: saved before the `jit` mesh had them) get base_config's too. Returns a new
+  dict; `saved` is unchanged.
   """
   out = dict(saved)
+  base = base_config()
   evals = out.pop('evals', None) or {}
-  merged = base_config().eval.to_dict()
+  merged = base.eval.to_dict()
   merged.update(out.get('eval') or {})
   merged.update({OLD_EVALS_KEYS.get(k, k): v for k, v in evals.items()})
   out['eval'] = merged
+  out['parallel'] = {**base.parallel.to_dict(), **(out.get('parallel') or {})}
   return out
 
 
