@@ -245,6 +245,9 @@ def test_local_copy_gathers_sharded_leaves_whole():
   np.testing.assert_array_equal(got['sharded'], x)
   np.testing.assert_array_equal(got['replicated'], x)
   assert len(got['replicated'].devices()) == 1  # the first shard, no transfer
+  # The path for leaves not fully addressable (multi-host), here on one host's shards.
+  from_shards = parallel._from_local_shards  # pylint: disable=protected-access
+  np.testing.assert_array_equal(from_shards(tree['sharded']), x)
 
 
 def test_eight_device_meshes_match_one_device():

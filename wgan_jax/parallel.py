@@ -274,6 +274,17 @@ def to_replicated(tree, mesh):
       tree)
 
 
+def _from_local_shards(x) -> Optional[np.ndarray]:
+  """x whole from this process's shards, or None when they do not cover it (an `fsdp` group
+  within one host covers every leaf: the other hosts hold copies along `data`)."""
+  out = np.empty(x.shape, x.dtype)
+  covered = np.zeros(x.shape, bool)
+  for shard in x.addressable_shards:
+    out[shard.index] = np.asarray(shard.data)
+    covered[shard.index] = True
+  return out if covered.all() else None
+
+
 def _whole(x):
   if not isinstance(x, jax.Array):
     return x
@@ -281,15 +292,19 @@ def _whole(x):
     return x.addressable_data(0)  # no copy, no collective: the common (replicated) case
   if x.is_fully_addressable:
     return np.asarray(jax.device_get(x))
+  local = _from_local_shards(x)
+  if local is not None:
+    return local
   # Sharded over processes: a collective, so every process must call local_copy.
   return multihost_utils.process_allgather(x, tiled=True)
 
 
 def local_copy(tree):
   """Each leaf of a (possibly sharded) state whole, in this process: a replicated leaf is
-  its first local shard (a single-device array, no transfer); a sharded one is gathered
-  (to host memory; across processes with process_allgather, which every process must
-  call). For sampling and evaluation."""
+  its first local shard (a single-device array, no transfer); a sharded one is gathered to
+  host memory, from this process's shards where they cover it (one process, or `fsdp`
+  within a host), else with process_allgather, a collective every process must call. For
+  sampling and evaluation."""
   return jax.tree.map(_whole, tree)
 
 
