@@ -84,7 +84,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3            # the last K checkpoints are kept
-  c.parallel = ml_collections.ConfigDict(dict(strategy='single'))
+  # parallel.mesh, sharding_rules and fsdp_min_bytes are read by the `jit` strategy only
+  # (wgan_jax.parallel: formats). mesh 'data=-1': today's 1-D data parallelism; e.g.
+  # 'data=-1,fsdp=2' shards the state over pairs of devices. fsdp_min_bytes 2**16 (64 KiB):
+  # below it a leaf (biases, norm statistics, spectral-norm vectors, counters) saves less
+  # memory than its per-step all-gather costs in latency; the kernels above it hold nearly
+  # all the bytes of the papers' models (a 3x3x128x128 conv is 576 KiB).
+  c.parallel = ml_collections.ConfigDict(dict(
+      strategy='single', mesh='data=-1', sharding_rules=('.*=fsdp',), fsdp_min_bytes=2**16))
   # Class-conditional GANs: method none | projection | acgan; num_classes 0 = the dataset's.
   # The AC-WGAN-GP weights (gan_cifar_resnet.py: ACGAN_SCALE = 1., ACGAN_SCALE_G = 0.1).
   c.conditional = ml_collections.ConfigDict(dict(
@@ -204,14 +211,18 @@ def upgrade_eval(saved: dict) -> dict:
 
   Configs saved before `eval` and `evals` were one block: `evals` moves into `eval`
   (OLD_EVALS_KEYS renamed); eval keys a saved config lacks get base_config's values (off,
-  for the image metrics). Returns a new dict; `saved` is unchanged.
+  for the image metrics). Parallel keys it lacks (parallel.mesh, sharding_rules,
+  fsdp_min_bytes: saved before the `jit` mesh had them) get base_config's too. Returns a new
+  dict; `saved` is unchanged.
   """
   out = dict(saved)
+  base = base_config()
   evals = out.pop('evals', None) or {}
-  merged = base_config().eval.to_dict()
+  merged = base.eval.to_dict()
   merged.update(out.get('eval') or {})
   merged.update({OLD_EVALS_KEYS.get(k, k): v for k, v in evals.items()})
   out['eval'] = merged
+  out['parallel'] = {**base.parallel.to_dict(), **(out.get('parallel') or {})}
   return out
 
 
@@ -312,6 +323,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   is written.
   """
   _check_name(c.parallel.strategy, STRATEGIES, 'parallel.strategy')
+  _check(c.parallel.fsdp_min_bytes >= 0,
+         f'parallel.fsdp_min_bytes must be >= 0, got {c.parallel.fsdp_min_bytes}')
   # The step counter, PRNG seeds and labels are int32 on the device.
   _check(0 <= c.seed <= INT32_MAX, f'seed must be in [0, {INT32_MAX}], got {c.seed}')
   _check(1 <= c.total_steps <= INT32_MAX,

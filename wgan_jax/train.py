@@ -29,21 +29,25 @@ class Run:
     self.plan = lipschitz.make_plan(config.lipschitz)
     self.data_shape, dataset_classes = data.describe(config.data)
     self.is_toy = data.is_toy(config.data.name)
-    self.strategy = parallel.make_strategy(config.parallel.strategy)
-    parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
     # Class-conditional runs (config.conditional): 0 classes = unconditional.
     self.num_classes = config_lib.num_classes(config, dataset_classes)
     cond = dict(num_classes=self.num_classes,
                 critic_head=config.conditional.method if self.num_classes else 'none')
+    self.models = models_lib.build_models(model_config, data_shape=self.data_shape, **cond)
+    self.g_tx, self.d_tx = optim.make_optimizers(config)
+    # The strategy after the models: `jit` places the state by the sharding rules, checked
+    # here against the abstract init (one ConfigError line before anything is written).
+    self.mesh, self.state_sharding = self._placement()
+    self.strategy = parallel.make_strategy(config.parallel.strategy, self.mesh,
+                                           self.state_sharding)
+    parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
     # Init, sampling and evaluation run outside the step; under pmap the step's generator
     # batch norm averages its statistics over the devices (same parameters and state).
-    self.models = models_lib.build_models(model_config, data_shape=self.data_shape, **cond)
     self.step_models = self.models if self.strategy.axis_name is None else (
         models_lib.build_models(model_config, data_shape=self.data_shape,
                                 bn_axis_name=self.strategy.axis_name, **cond))
-    self.g_tx, self.d_tx = optim.make_optimizers(config)
     self.schedule = step_lib.CriticSchedule(**config_lib.critic_schedule_fields(config))
     self.step_config = step_lib.StepConfig(
         n_critic=config.n_critic, batch_size=config.batch_size,
@@ -66,13 +70,30 @@ class Run:
     if self.source is not None:
       self.source.close()
 
-  def init_state(self) -> GanState:
-    """The initial state in canonical layout (replicated over the mesh when parallel)."""
-    init = lambda key: step_lib.init_state(
+  def _init(self, key) -> GanState:
+    return step_lib.init_state(
         models=self.models, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
         data_shape=self.data_shape, batch_size=min(self.config.batch_size, 8),
         ema=self.config.ema_decay > 0)
-    state = jax.jit(init)(jax.random.PRNGKey(self.config.seed))
+
+  def _placement(self):
+    """(mesh, state shardings): the (data, fsdp) mesh of parallel.mesh and the sharding
+    rules applied to the abstract init under `jit`; (None, None) for single and pmap."""
+    p = self.config.parallel
+    if p.strategy != 'jit':
+      return None, None
+    mesh = parallel.make_2d_mesh(parallel.parse_mesh(p.mesh, jax.device_count()))
+    abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+    return mesh, parallel.state_shardings(abstract, mesh, p.sharding_rules, p.fsdp_min_bytes)
+
+  def init_state(self) -> GanState:
+    """The initial state in canonical layout: under `jit` created sharded by the rules
+    (jit of the init with those out_shardings, never whole on one device); replicated over
+    the 1-D mesh under pmap."""
+    key = jax.random.PRNGKey(self.config.seed)
+    if self.state_sharding is not None:
+      return jax.jit(self._init, out_shardings=self.state_sharding)(key)
+    state = jax.jit(self._init)(key)
     return state if self.strategy.name == 'single' else parallel.to_replicated(
         jax.device_get(state), parallel.make_mesh())
 
@@ -174,6 +195,9 @@ def _sync_processes(name: str) -> None:
 def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
                     is_chief: bool = True) -> GanState:
   """The newest checkpoint of the workdir that reads, else a fresh state.
+
+  The restore target is the fresh state's layout: under `jit` the sharding rules on this
+  run's mesh, so a checkpoint saved on any mesh, device count or strategy resumes here.
 
   Checkpoints that do not read (truncated or missing files, NaN / inf values) are skipped
   with one warning line each and moved aside (`<step>.broken-<time>`), so they neither count

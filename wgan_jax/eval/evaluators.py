@@ -119,7 +119,7 @@ class SampleGrid(_Samples):
             or every(step, self.metrics_every_steps, self.total_steps))
 
   def __call__(self, state: GanState, step: int) -> dict:
-    state = parallel.local_copy(state)
+    state = parallel.local_copy(state)  # sharded leaves gathered whole
     grid = plots.save_image_grid(self.figure_path(step), self.fakes(state))
     self.to_tensorboard(step, grid)
     return {}
@@ -136,7 +136,7 @@ class ToyEvaluator(_Samples):
     return every(step, self.every_steps, self.total_steps)
 
   def __call__(self, state: GanState, step: int) -> dict:
-    state = parallel.local_copy(state)
+    state = parallel.local_copy(state)  # sharded leaves gathered whole
     fake = self.fakes(state)
     source = self.run.source
     real = source.eval_real(len(fake), index=step)
