@@ -375,9 +375,11 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
         current = check_finite(done, _to_host(strategy.metrics(metrics)), device_state)
         state = strategy.to_canonical(device_state)
         record = current if pending is not None else {}
+        # Every process: leaves sharded over processes are gathered collectively.
+        whole = parallel.local_copy(state) if due else None
         if is_chief:
           for evaluator in due:
-            record.update(evaluator(state, done))
+            record.update(evaluator(whole, done))
         if record:
           last = writer.write(done, record)
         pending = None
