@@ -384,7 +384,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f'spectral, got {c.model.d_norm!r}')
 
 
-PLACEMENTS = ('auto', 'device', 'host', 'stream')  # wgan_jax.data.source.PLACEMENTS
+PLACEMENTS = ('auto', 'device', 'host', 'stream')  # data.placement (wgan_jax.data.source)
 
 
 def _validate_data(d: ml_collections.ConfigDict) -> None:

@@ -33,10 +33,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from wgan_jax.config_lib import PLACEMENTS
 from wgan_jax.data import store as store_lib
 from wgan_jax.errors import ConfigError, DataError
 
-from wgan_jax.config_lib import PLACEMENTS  # pylint: disable=wrong-import-position
 MB = 1 << 20
 EVAL_SEED_OFFSET = 12345
 
