@@ -21,7 +21,8 @@ import tensorflow_datasets as tfds
 from tests import configs_loader
 from tests import inception_testdata as testdata
 from wgan_jax import errors, evaluate, train
-from wgan_jax.eval import fid, image_eval, inception, metrics, reference_stats, swd
+from wgan_jax.data import images as images_lib
+from wgan_jax.eval import fid, image_eval, inception, metrics, reference_stats, sharded, swd
 from wgan_jax.metrics_writer import MetricWriter
 from wgan_jax.state import GanState
 
@@ -94,39 +95,71 @@ def test_inception_logits_are_pool3_at_w_without_bias():
   assert abs(score[0] - biased[0]) > 0.05
 
 
-def test_image_evaluator_quantises_fakes_and_scores_is_without_bias(tmp_path, monkeypatch):
-  """The evaluator's IS: generated images on the uint8 levels (float images and their
-  quantised copies score the same, unquantised ones not), logits pool3 @ W with no bias.
-  A stand-in for Inception (pixels as pool3 features) keeps it cheap."""
-  from wgan_jax.data import images as images_lib
+def test_device_quantisation_is_numpys_on_every_level_edge():
+  """The evaluation's passes quantise on the device by comparisons with sharded.EDGES: the
+  same levels as image_eval.quantize's NumPy float32 formula at and beside every edge (a
+  fused multiply-add on the device puts some of them one level lower)."""
+  k = np.arange(256, dtype=np.float32)
+  nominal = (k - np.float32(127.5)) / np.float32(127.5)
+  points = np.concatenate([nominal, sharded.EDGES, testdata.random_images(0, (4096,)) * 1.1,
+                           np.float32([-np.inf, np.inf, -0.0, 0.0, 5.0, -5.0])])
+  x = np.concatenate([points, np.nextafter(points, np.float32(-9)),
+                      np.nextafter(points, np.float32(9))])
+  levels = np.asarray(jax.jit(sharded.quantize_levels)(x))
+  np.testing.assert_array_equal(levels, sharded.quantize_uint8(x))
+  np.testing.assert_array_equal(images_lib.to_float(levels), image_eval.quantize(x))
+  assert set(np.unique(levels[:256])) == set(range(256))
+  fused = jax.jit(lambda x: jnp.clip(x * 127.5 + 127.5, 0, 255).astype(jnp.uint8))(x)
+  assert jax.default_backend() != 'cpu' or np.any(np.asarray(fused) != levels)
+
+
+def test_image_evaluator_scores_is_without_bias(tmp_path):
+  """IS logits are pool3 @ W without the bias (the features of the passes stood in for)."""
   weights = testdata.write_weights(str(tmp_path / 'inception_fid.npz'), source_sha256=SHA)
   config = _image_config(metrics_every_steps=1, metrics='is', is_num_samples=20, batch_size=10,
                          inception_weights=weights)
   evaluator = image_eval.ImageEvaluator(run=train.Run(config, open_data=False),
                                         settings=config.eval, workdir=None)
   assert evaluator.protocol['fake_quantization'].startswith('uint8')
-  pool3 = lambda images: 20.0 * images.reshape(len(images), -1)[:, :inception.FEATURE_DIM]
-  seen = []
-  evaluator.features = lambda images: (seen.append(images) or pool3(images), None)
-  evaluator.z = np.arange(20, dtype=np.float32)[:, None]  # row i -> image i
-  state = GanState(*([None] * len(GanState._fields)))
-
-  def score(images):
-    evaluator.sample = lambda params, g_state, z: images[z[:, 0].astype(int)]
-    return evaluator.scores(state, 1)['eval/is']
-
-  x = testdata.random_images(0, (20, 32, 32, 3))
-  levels = images_lib.to_float(np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8))
-  quantised = score(x)
-  np.testing.assert_array_equal(np.concatenate(seen), levels)
-  assert score(levels) == quantised
+  feats = testdata.random_images(1, (20, inception.FEATURE_DIM)) * 20.0
+  evaluator.fakes = lambda state, z, labels, num_images, num_features: sharded.Fakes(
+      None, feats[:num_features])
+  score = evaluator.scores(None, 1)['eval/is']
   with np.load(weights) as f:
     w, b = f['fc/w'], f['fc/b']
-  feats = pool3(levels).astype(np.float64)
-  assert quantised == pytest.approx(_numpy_inception_score(feats @ w, 10)[0], rel=1e-9)
-  assert quantised != pytest.approx(_numpy_inception_score(feats @ w + b, 10)[0], rel=1e-6)
-  monkeypatch.setattr(image_eval, 'quantize', lambda images: np.asarray(images, np.float32))
-  assert score(x) != pytest.approx(quantised, rel=1e-6)
+  feats = feats.astype(np.float64)
+  assert score == pytest.approx(_numpy_inception_score(feats @ w, 10)[0], rel=1e-9)
+  assert score != pytest.approx(_numpy_inception_score(feats @ w + b, 10)[0], rel=1e-6)
+
+
+def test_evaluation_on_four_devices_equals_one_device_and_host_quantisation(files):
+  """FID / IS / KID / SWD with the passes split over 4 devices equal those on one device
+  (1e-6), whose images are the host-quantised samples of Run.sample_fn and whose features
+  are inception.make_feature_fn's."""
+  weights, stats = files
+  config = _image_config(metrics_every_steps=2, metrics='fid,is,kid,swd', fid_num_samples=8,
+                         is_num_samples=10, swd_num_images=12, batch_size=2,
+                         reference_stats=stats, inception_weights=weights)
+  with tfds.testing.mock_data(num_examples=16):
+    run = train.Run(config)
+    evaluators = [image_eval.ImageEvaluator(run=run, settings=config.eval, workdir=None,
+                                            devices=devices)
+                  for devices in (jax.devices(), jax.devices()[:1])]
+  state = _generator_state(run)
+  assert [e.fakes.batch for e in evaluators] == [8, 2]
+  four, one = [e.fakes(state, e.z, None, num_images=12, num_features=10) for e in evaluators]
+  host = image_eval.quantize(np.concatenate(
+      [run.sample_fn()(state.g_ema_params, state.g_state, evaluators[1].z[i:i + 2])
+       for i in range(0, 12, 2)]))
+  np.testing.assert_array_equal(images_lib.to_float(one.images), host)
+  np.testing.assert_array_equal(four.images, one.images)
+  features = inception.make_feature_fn(inception.load_params(weights).params, batch_size=2)
+  chex.assert_trees_all_close(one.features, features(host[:10])[0], rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(four.features, one.features, rtol=1e-6, atol=1e-6)
+  scores = [e.scores(state, 2) for e in evaluators]
+  assert scores[0]['protocol'] == scores[1]['protocol']
+  for key in ('eval/fid', 'eval/is', 'eval/is_std', 'eval/kid', 'eval/kid_std', 'eval/swd'):
+    assert scores[0][key] == pytest.approx(scores[1][key], rel=1e-6, abs=1e-9), key
 
 
 # ----------------------------------------------------------------------------- KID

@@ -156,13 +156,14 @@ class Run:
     return jax.jit(lambda p, s, x: d_apply(p, s, None, x, update_stats=False)[0])
 
 
-def make_evaluators(run: Run, workdir: str, images=None) -> list:
+def make_evaluators(run: Run, workdir: str, images=None, is_chief: bool = True) -> list:
   """The evaluators of the run's config (wgan_jax.eval.evaluators), in the order their
   scalars are logged: the toy evaluation (2-D data) or the sample grid (images), then the
   image metrics where eval.metrics_every_steps > 0. images: where their figures go in
-  TensorBoard (a MetricWriter), or None."""
+  TensorBoard (a MetricWriter), or None. Those with `every_process` run in every process
+  (the image metrics' passes use every device); the others in the chief only."""
   first = evaluators_lib.ToyEvaluator if run.is_toy else evaluators_lib.SampleGrid
-  metrics = image_eval.make_image_evaluator(run, workdir)
+  metrics = image_eval.make_image_evaluator(run, workdir, is_chief=is_chief)
   return [first(run, workdir, images=images)] + ([metrics] if metrics is not None else [])
 
 
@@ -335,7 +336,7 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
   config, strategy = run.config, run.strategy
   total = config.total_steps
   train_step_at = run.train_steps()  # by step: the critic schedule's K
-  evaluators = make_evaluators(run, workdir, images=writer)
+  evaluators = make_evaluators(run, workdir, images=writer, is_chief=is_chief)
   pending = None  # (step, device metrics): fetched one step late, no host sync in the loop
   last = {}
   batch = run.batch(start) if start < total else None
@@ -377,8 +378,8 @@ def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief
         record = current if pending is not None else {}
         # Every process: leaves sharded over processes are gathered collectively.
         whole = parallel.local_copy(state) if due else None
-        if is_chief:
-          for evaluator in due:
+        for evaluator in due:
+          if is_chief or evaluator.every_process:
             record.update(evaluator(whole, done))
         if record:
           last = writer.write(done, record)

@@ -5,6 +5,9 @@ iterates, in the order their scalars are logged) and has
 
   due(step) -> bool               whether it runs after generator step `step`
   __call__(state, step) -> dict   its scalars {'eval/...': value} of a GanState
+  every_process: bool             True: every process calls it (its passes run on every
+                                  device; the chief's call returns the scalars, the others
+                                  {}); False: the chief alone
 
 It writes its own files into the workdir and its figures into TensorBoard (`images`: a
 wgan_jax.metrics_writer.MetricWriter, or None); the loop logs the scalars. The evaluators:
@@ -81,6 +84,7 @@ def read_png(path) -> np.ndarray:
 
 class _Samples:
   """Fixed evaluation noise of n samples, the workdir's samples/ folder and the image sink."""
+  every_process = False  # the chief alone computes and writes them
 
   def __init__(self, run, workdir: str, n: int, images=None):
     from wgan_jax import step as step_lib  # pylint: disable=import-outside-toplevel

@@ -34,7 +34,8 @@ import numpy as np
 
 from wgan_jax import parallel, registry, rng
 from wgan_jax.errors import ConfigError, DataError
-from wgan_jax.eval import fid, metrics as metrics_lib, swd as swd_lib
+from wgan_jax.data.source import to_float
+from wgan_jax.eval import fid, metrics as metrics_lib, sharded, swd as swd_lib
 from wgan_jax.eval.evaluators import every, generate
 
 SCORES_FILE = 'scores.json'
@@ -58,9 +59,7 @@ def quantize(images: np.ndarray) -> np.ndarray:
   127.995 (x + 1), at most one grey level away), then v / 127.5 - 1 as the real images
   (wgan_jax.data.source.to_float). Idempotent: an image already on the levels is unchanged.
   """
-  x = np.asarray(images, np.float32)
-  v = np.clip(x * np.float32(127.5) + np.float32(127.5), 0.0, 255.0).astype(np.uint8)
-  return v.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+  return to_float(sharded.quantize_uint8(images))
 
 
 def parse_metrics(spec: str) -> tuple[str, ...]:
@@ -184,14 +183,20 @@ def flat_record(scores: dict) -> dict:
 class ImageEvaluator:
   """Computes the configured image metrics of a GanState (see the module docstring)."""
 
-  def __init__(self, *, run, settings, workdir: Optional[str], real_source=None):
-    """Loads the weights / statistics the metrics need.
+  every_process = True  # its passes run on every device of every process (train loop)
+
+  def __init__(self, *, run, settings, workdir: Optional[str], real_source=None,
+               is_chief: bool = True, devices=None):
+    """Loads the weights / statistics the metrics need (the reference statistics and SWD's
+    real images in the chief only: the other processes only compute images and features).
 
     Args:
-      run: a wgan_jax.train.Run (models, config, sample_fn).
+      run: a wgan_jax.train.Run (models, config).
       settings: the config.eval block (metrics, fid_num_samples, batch_size, ...).
       workdir: where scores.json is written (None: not written).
       real_source: an image source for SWD's real images (default run.source).
+      is_chief: whether this process scores (the others return no scores).
+      devices: the devices of the passes (default: all devices of all processes).
     """
     from wgan_jax import step as step_lib  # pylint: disable=import-outside-toplevel
     from wgan_jax.eval import inception, reference_stats  # pylint: disable=import-outside-toplevel
@@ -200,9 +205,9 @@ class ImageEvaluator:
     self.every_steps = int(settings.metrics_every_steps)
     self.total_steps = int(config.total_steps)
     self.workdir = workdir
-    self.batch_size = int(settings.batch_size)
-    self.sample = run.sample_fn()
+    self.is_chief = is_chief
     needs_weights, needs_reference = _needs(self.names)
+    # Every process checks the files (metadata only); the chief alone loads the statistics.
     ref_protocol = check_files(settings, self.names, dataset=config.data.name,
                                split=config.data.split)
     self.num_fid = int(settings.fid_num_samples) if {'fid', 'kid'} & set(self.names) else 0
@@ -217,21 +222,22 @@ class ImageEvaluator:
                                      run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
                 'seed': int(config.seed), 'fake_quantization': FAKE_QUANTIZATION}
-    self.features = None
+    weights = inception.load_params(settings.inception_weights) if needs_weights else None
+    self.fakes = sharded.FakePass(run.models.g.apply, conditional=run.num_classes > 0,
+                                  per_device_batch=int(settings.batch_size), devices=devices,
+                                  inception_params=weights and weights.params)
     if needs_weights:
-      weights = inception.load_params(settings.inception_weights)
-      self.features = inception.make_feature_fn(weights.params, batch_size=self.batch_size)
       self.is_weight = np.asarray(weights.params['fc']['w'])
       protocol.update(weights_sha256=weights.source_sha256, weights_file=inception.WEIGHTS_FILE,
                       resize=inception.RESIZE_METHOD)
     self.reference = None
     if needs_reference:
-      self.reference = reference_stats.load(settings.reference_stats)
+      self.reference = reference_stats.load(settings.reference_stats) if is_chief else None
       protocol.update(num_fake=self.num_fid, num_real=int(ref_protocol['num_samples']),
                       reference_dataset=ref_protocol['dataset'],
                       reference_split=ref_protocol['split'],
                       reference_resize=ref_protocol['resize'])
-    if 'kid' in self.names:
+    if 'kid' in self.names and is_chief:
       protocol.update(kid_subsets=metrics_lib.KID_SUBSETS,
                       kid_subset_size=min(metrics_lib.KID_SUBSET_SIZE, self.num_fid,
                                           len(self.reference.kid_features)),
@@ -240,7 +246,10 @@ class ImageEvaluator:
       protocol.update(is_num_samples=self.num_is, is_splits=metrics_lib.IS_SPLITS,
                       is_logits=IS_LOGITS)
     self.class_sqrt_sigma = None
+    self.intra_classes = 0
     if 'intra_fid' in self.names:
+      self.intra_classes = int(ref_protocol['num_classes'])
+    if 'intra_fid' in self.names and is_chief:
       ref = self.reference
       if run.num_classes < len(ref.class_mu):
         raise DataError(f'reference statistics {settings.reference_stats!r} have '
@@ -251,7 +260,7 @@ class ImageEvaluator:
                       intra_fid_num_real_min=int(ref.class_counts.min()),
                       intra_fid_num_real_max=int(ref.class_counts.max()))
     self.swd_real = None
-    if 'swd' in self.names:
+    if 'swd' in self.names and is_chief:
       source = real_source if real_source is not None else run.source
       if source is None:
         raise DataError('swd needs real images but the run has no data source')
@@ -265,35 +274,28 @@ class ImageEvaluator:
     """Whether `step` is an evaluation step (every `every_steps` and the last step)."""
     return every(step, self.every_steps, self.total_steps)
 
-  def _fakes(self, state, z, labels):
-    """Generated images in batches, quantised (`quantize`)."""
-    for fake in generate(self.sample, state, z, batch_size=self.batch_size, labels=labels):
-      yield quantize(fake)
-
   def _class_features(self, state, c: int) -> np.ndarray:
     """Inception features [intra_fid_num_samples, D] of images generated for class c."""
     labels = np.full(self.num_intra, c, np.int32)
-    return np.concatenate([self.features(fake)[0]
-                           for fake in self._fakes(state, self.z_intra, labels)])
+    return self.fakes(state, self.z_intra, labels, num_features=self.num_intra).features
 
   def _generate(self, state):
-    """Fake images through Inception in batches: (pool3 features, swd images)."""
-    feats, images = [], []
-    n_features = max(self.num_fid, self.num_is) if self.features is not None else 0
-    start = 0
-    for fake in self._fakes(state, self.z, self.labels):
-      if start < self.num_swd:
-        images.append(fake[:self.num_swd - start])
-      if start < n_features:
-        feats.append(self.features(fake)[0])
-      start += len(fake)
-    cat = lambda xs: np.concatenate(xs) if xs else None
-    return cat(feats), cat(images)
+    """(pool3 features of the FID / IS images, the SWD images in [-1, 1]): every process
+    computes its share and holds the whole result."""
+    n_features = max(self.num_fid, self.num_is) if 'is_weight' in vars(self) else 0
+    fakes = self.fakes(state, self.z, self.labels, num_images=self.num_swd,
+                       num_features=n_features)
+    images = None if fakes.images is None else to_float(fakes.images)
+    return fakes.features, images
 
   def scores(self, state, step: int) -> dict:
     """The scores of `state`: {'eval/<metric>': value, 'protocol': {...}}; written into
     <workdir>/scores.json when a workdir was given."""
     feats, images = self._generate(state)
+    if not self.is_chief:  # the same passes as the chief, which scores them
+      for c in range(self.intra_classes):
+        self._class_features(state, c)
+      return {}
     scores = {}
     if 'fid' in self.names:
       scores['eval/fid'] = fid.frechet_distance_to(
@@ -325,15 +327,17 @@ class ImageEvaluator:
     return flat_record(self.scores(parallel.local_copy(state), step))
 
 
-def make_image_evaluator(run, workdir: Optional[str] = None) -> Optional[ImageEvaluator]:
+def make_image_evaluator(run, workdir: Optional[str] = None,
+                         is_chief: bool = True) -> Optional[ImageEvaluator]:
   """The evaluator of run.config.eval, or None when the image metrics are off
   (eval.metrics_every_steps 0) or the data is 2-D.
 
   Args:
     run: a wgan_jax.train.Run.
-    workdir: where scores.json is written.
+    workdir: where scores.json is written (by the chief).
+    is_chief: whether this process scores (see ImageEvaluator).
   """
   settings = run.config.eval
   if settings.metrics_every_steps <= 0 or run.is_toy:
     return None
-  return ImageEvaluator(run=run, settings=settings, workdir=workdir)
+  return ImageEvaluator(run=run, settings=settings, workdir=workdir, is_chief=is_chief)

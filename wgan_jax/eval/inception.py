@@ -33,7 +33,7 @@ Shapes:
 import functools
 import hashlib
 import os
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import haiku as hk
 import jax
@@ -42,6 +42,7 @@ from jax import lax
 import numpy as np
 
 from wgan_jax.errors import DataError
+from wgan_jax.ops import conv
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -118,7 +119,9 @@ class BasicConv2d(hk.Module):
   """Conv (no bias) -> batch norm (inference, eps 1e-3) -> ReLU, as torchvision's BasicConv2d.
 
   Parameters: w [kh, kw, C_in, C_out] (HWIO), scale / offset / mean / var [C_out] (the batch
-  norm's gamma, beta, running mean, running variance).
+  norm's gamma, beta, running mean, running variance). Computed as one convolution with the
+  batch norm folded into it: relu(conv(x, w * s) + (offset - mean * s)), s = scale /
+  sqrt(var + eps) (the same function; float rounding aside).
   """
 
   def __init__(self, channels: int, kernel, stride=1, padding=0, name=None):
@@ -126,8 +129,8 @@ class BasicConv2d(hk.Module):
     self.channels = channels
     self.kernel, self.stride, self.padding = _pair(kernel), _pair(stride), _pair(padding)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    c_in = x.shape[-1]
+  def folded(self, c_in: int) -> tuple[jax.Array, jax.Array]:
+    """(w * s [kh, kw, c_in, C_out], bias [C_out]): the layer's weights, batch norm folded."""
     fan_in = self.kernel[0] * self.kernel[1] * c_in
     w = hk.get_parameter('w', (*self.kernel, c_in, self.channels), jnp.float32,
                          init=hk.initializers.TruncatedNormal(np.sqrt(2.0 / fan_in)))
@@ -135,16 +138,39 @@ class BasicConv2d(hk.Module):
     offset = hk.get_parameter('offset', (self.channels,), jnp.float32, init=jnp.zeros)
     mean = hk.get_parameter('mean', (self.channels,), jnp.float32, init=jnp.zeros)
     var = hk.get_parameter('var', (self.channels,), jnp.float32, init=jnp.ones)
-    y = lax.conv_general_dilated(
-        x, w, window_strides=self.stride,
-        padding=[(self.padding[0],) * 2, (self.padding[1],) * 2],
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=_PRECISION)
     inv = scale * lax.rsqrt(var + BN_EPS)
-    return jax.nn.relu(y * inv + (offset - mean * inv))
+    return w * inv, offset - mean * inv
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    w, bias = self.folded(x.shape[-1])
+    return _conv_relu(x, w, bias, self.stride, self.padding)
+
+
+def _conv_relu(x, w, bias, stride, padding) -> jax.Array:
+  """relu(conv(x, w) + bias): lax's convolution at HIGHEST precision on accelerators, the
+  faster CPU algorithms of wgan_jax.ops.conv on CPU (conv.resolve_impl)."""
+  impl = conv.resolve_impl()
+  pads = ((padding[0],) * 2, (padding[1],) * 2)
+  if impl == 'xla' or stride[0] != stride[1]:
+    y = lax.conv_general_dilated(x, w, window_strides=stride, padding=pads,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                 precision=_PRECISION)
+  else:
+    y = conv.conv2d(x, w, stride=stride[0], padding=pads, impl=impl)
+  return jax.nn.relu(y + bias)
 
 
 def _conv(x, name, channels, kernel, stride=1, padding=0):
   return BasicConv2d(channels, kernel, stride, padding, name=name)(x)
+
+
+def _conv1x1_siblings(x, layers: Sequence[tuple[str, int]]) -> list:
+  """The 1x1 layers [(name, channels)] of one input as one wider convolution (the same
+  parameters and outputs as `_conv` on each; one matrix product instead of several)."""
+  folded = [BasicConv2d(c, 1, name=name).folded(x.shape[-1]) for name, c in layers]
+  y = _conv_relu(x, jnp.concatenate([w for w, _ in folded], axis=-1),
+                 jnp.concatenate([b for _, b in folded]), (1, 1), (0, 0))
+  return jnp.split(y, np.cumsum([c for _, c in layers])[:-1], axis=-1)
 
 
 def max_pool(x: jax.Array, stride: int, padding: int = 0) -> jax.Array:
@@ -163,9 +189,9 @@ def avg_pool_exclude_pad(x: jax.Array) -> jax.Array:
 
 
 def _inception_a(x, pool_features):
-  b1 = _conv(x, 'branch1x1', 64, 1)
-  b5 = _conv(_conv(x, 'branch5x5_1', 48, 1), 'branch5x5_2', 64, 5, padding=2)
-  b3 = _conv(x, 'branch3x3dbl_1', 64, 1)
+  b1, b5, b3 = _conv1x1_siblings(x, [('branch1x1', 64), ('branch5x5_1', 48),
+                                     ('branch3x3dbl_1', 64)])
+  b5 = _conv(b5, 'branch5x5_2', 64, 5, padding=2)
   b3 = _conv(_conv(b3, 'branch3x3dbl_2', 96, 3, padding=1), 'branch3x3dbl_3', 96, 3, padding=1)
   bp = _conv(avg_pool_exclude_pad(x), 'branch_pool', pool_features, 1)
   return jnp.concatenate([b1, b5, b3, bp], axis=-1)
@@ -179,11 +205,10 @@ def _inception_b(x):
 
 
 def _inception_c(x, c7):
-  b1 = _conv(x, 'branch1x1', 192, 1)
-  b7 = _conv(x, 'branch7x7_1', c7, 1)
+  b1, b7, bd = _conv1x1_siblings(x, [('branch1x1', 192), ('branch7x7_1', c7),
+                                      ('branch7x7dbl_1', c7)])
   b7 = _conv(b7, 'branch7x7_2', c7, (1, 7), padding=(0, 3))
   b7 = _conv(b7, 'branch7x7_3', 192, (7, 1), padding=(3, 0))
-  bd = _conv(x, 'branch7x7dbl_1', c7, 1)
   bd = _conv(bd, 'branch7x7dbl_2', c7, (7, 1), padding=(3, 0))
   bd = _conv(bd, 'branch7x7dbl_3', c7, (1, 7), padding=(0, 3))
   bd = _conv(bd, 'branch7x7dbl_4', c7, (7, 1), padding=(3, 0))
@@ -193,8 +218,8 @@ def _inception_c(x, c7):
 
 
 def _inception_d(x):
-  b3 = _conv(_conv(x, 'branch3x3_1', 192, 1), 'branch3x3_2', 320, 3, stride=2)
-  b7 = _conv(x, 'branch7x7x3_1', 192, 1)
+  b3, b7 = _conv1x1_siblings(x, [('branch3x3_1', 192), ('branch7x7x3_1', 192)])
+  b3 = _conv(b3, 'branch3x3_2', 320, 3, stride=2)
   b7 = _conv(b7, 'branch7x7x3_2', 192, (1, 7), padding=(0, 3))
   b7 = _conv(b7, 'branch7x7x3_3', 192, (7, 1), padding=(3, 0))
   b7 = _conv(b7, 'branch7x7x3_4', 192, 3, stride=2)
@@ -203,11 +228,11 @@ def _inception_d(x):
 
 def _inception_e(x, pool: str):
   """FIDInceptionE_1 (pool='avg', padding excluded) or FIDInceptionE_2 (pool='max')."""
-  b1 = _conv(x, 'branch1x1', 320, 1)
-  b3 = _conv(x, 'branch3x3_1', 384, 1)
+  b1, b3, bd = _conv1x1_siblings(x, [('branch1x1', 320), ('branch3x3_1', 384),
+                                      ('branch3x3dbl_1', 448)])
   b3 = jnp.concatenate([_conv(b3, 'branch3x3_2a', 384, (1, 3), padding=(0, 1)),
                         _conv(b3, 'branch3x3_2b', 384, (3, 1), padding=(1, 0))], axis=-1)
-  bd = _conv(_conv(x, 'branch3x3dbl_1', 448, 1), 'branch3x3dbl_2', 384, 3, padding=1)
+  bd = _conv(bd, 'branch3x3dbl_2', 384, 3, padding=1)
   bd = jnp.concatenate([_conv(bd, 'branch3x3dbl_3a', 384, (1, 3), padding=(0, 1)),
                         _conv(bd, 'branch3x3dbl_3b', 384, (3, 1), padding=(1, 0))], axis=-1)
   pooled = avg_pool_exclude_pad(x) if pool == 'avg' else max_pool(x, 1, padding=1)
