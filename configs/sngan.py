@@ -78,7 +78,7 @@ LARGE_SMOKE_WIDTH = 4
 
 def use_stl10_resnet(c, a) -> None:
   """SNGAN's STL-10 ResNet recipe (module docstring) on config `c`."""
-  c.model.update(g_ch=64, d_ch=64, d_out_bias=True)
+  c.model.d_out_bias = True   # g_ch = d_ch = 64: config_lib.LARGE_RESNET_WIDTH
   if not a.flags & set(config_lib.CONDITIONAL_FLAGS):
     c.data.split = 'unlabelled'
   c.total_steps = 100_000

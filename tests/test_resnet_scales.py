@@ -205,6 +205,11 @@ def test_large_configs_follow_the_papers():
       assert (o.name, o.lr, o.b1, o.b2, o.schedule, c.loss, c.lipschitz.method) == \
           ('adam', 2e-4, 0.0, 0.9, 'linear', 'hinge', 'spectral')
   assert net.optim.g.decay_start_step == net.optim.d.decay_start_step == 400_000
+  # Every file's ResNet on the larger named datasets takes the schedules' base width 64.
+  for file, arg in (('wgan_gp', 'celeb_a'), ('wgan', 'resnet,stl10'), ('sngan', 'celeb_a')):
+    c = configs_loader.load(file, arg)
+    assert (c.model.g_ch, c.model.d_ch) == (64, 64), (file, arg)
+  assert configs_loader.load('sngan', 'cifar10').model.g_ch == 256
   with pytest.raises(ConfigError, match='imagenet128 sets the data'):
     configs_loader.load('sngan', 'imagenet128,cifar10')
 

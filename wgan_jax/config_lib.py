@@ -258,9 +258,19 @@ def start(arg: Optional[str], *, keys: Iterable[str] = (), flags: Iterable[str] 
   return a, c
 
 
+# The named datasets larger than 32x32: a ResNet on them takes the larger schedules' base
+# width (wgan_jax/models/resnet.py SCHEDULES; sngan_projection's ch 64), not the CIFAR
+# configs' 256 / 128, which the schedules' 16x multipliers would make 4096-channel layers.
+LARGE_IMAGE_DATASETS = ('stl10', 'celeb_a')
+LARGE_RESNET_WIDTH = 64
+
+
 def finish(c: ml_collections.ConfigDict, a: Arg) -> ml_collections.ConfigDict:
-  """Every config file's last step: the architecture and conditional flags of its argument
-  `a`, then `smoke`'s shrinking; returns `c`."""
+  """Every config file's last step: the ResNet's width on LARGE_IMAGE_DATASETS, the
+  architecture and conditional flags of its argument `a`, then `smoke`'s shrinking;
+  returns `c`."""
+  if c.model.name == 'resnet' and c.data.name in LARGE_IMAGE_DATASETS:
+    c.model.update(g_ch=LARGE_RESNET_WIDTH, d_ch=LARGE_RESNET_WIDTH)
   apply_arch_flags(c, a.flags)
   apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:
