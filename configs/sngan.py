@@ -27,9 +27,42 @@
                                constant rate, ,conditional puts 79% of the samples in
                                their mode at step 3000, the worst class 4%; with it,
                                99.8-100%, the worst class 99.2-99.6%, seeds 0-2).
+  configs/sngan.py:stl10       SNGAN's STL-10 ResNet (Miyato et al. 2018, appendix Table 6;
+                               resnet.SCHEDULES[48]: G dense 6x6x512, up-blocks 256, 128,
+                               64; D blocks 64, 128, 256, 512 down, 1024; g_ch = d_ch = 64)
+                               on STL-10's `unlabelled` split (100k images; `train`, the 5k
+                               labelled ones, with conditional / acgan) resized to 48x48;
+                               the CIFAR ResNet's recipe: hinge, Adam 2e-4 (0, 0.9), n_dis
+                               5, G batch 2 x D batch (128 / 64), linear decay, 100k
+                               generator updates (Section 4: 100k unless noted; Mimicry's
+                               reproduction the same). Paper: IS 9.10 +- .04, FID 40.1 +-
+                               .50 (Table 2; IS over 10 x 5k samples, FID 10k real vs 5k
+                               fake). D's output layer has a bias (snresnet_64.py /
+                               snresnet.py, the official critics above 32x32; no STL-10
+                               code was released).
+  configs/sngan.py:imagenet128,conditional   Miyato & Koyama 2018's ImageNet 128x128 model:
+                               sngan_projection gen_models/resnet.py + dis_models/snresnet.py
+                               (resnet.SCHEDULES[128], ch 64: G 1024, 1024, 512, 256, 128, 64;
+                               D 64, 128, 256, 512, 1024, 1024), conditional BN in G, the
+                               projection head in D (1000 classes), hinge, Adam 2e-4 (0, 0.9),
+                               n_dis 5, D batch 64 and G batch 128 (configs/sn_projection.yml:
+                               batchsize 16 and n_gen_samples 32 on each of the paper's 4
+                               GPUs, train_mn.py), 450k generator updates, lr constant to
+                               400k then linear to 0 (iteration_decay_start 400000).
+                               Data: tfds:imagenet2012 (train; labels 0-999), the centred
+                               square resized to data.image_size=128 (pixels.py, bicubic);
+                               or --config.data.name=folder:DIR of the 1000 class folders.
+                               The official pipeline differs: ImageMagick resize to 256 +
+                               centre crop, images under 256 px dropped, bilinear to 128,
+                               uniform dequantisation noise (datasets/preprocess.sh,
+                               datasets/imagenet.py). Paper (Table 2; README_paper.md): IS
+                               29.7, intra-FID 103.1 at 450k (36.8 / 92.4 after 850k); IS
+                               over 10 x 5k samples, intra-FID per class 5k samples vs the
+                               class's training images, averaged over the classes.
+                               Without `conditional`: the same model unconditional.
   ,no_bn_g ,mlp_g ,no_norm ,tanh   the WGAN-GP paper's architecture settings (see
                                configs/wgan_gp.py); spectral normalisation stays on.
-  ,smoke                       a tiny, 4-step run (tests).
+  ,smoke                       a tiny, 4-step run (tests); stl10 / imagenet128 at width 4.
 """
 from wgan_jax import config_lib
 from wgan_jax.errors import ConfigError
@@ -39,10 +72,42 @@ SETTINGS = {
     'A': (1e-4, 0.5, 0.9, 5), 'B': (1e-4, 0.5, 0.999, 1), 'C': (2e-4, 0.5, 0.999, 1),
     'D': (1e-3, 0.5, 0.9, 5), 'E': (1e-3, 0.5, 0.999, 5), 'F': (1e-3, 0.9, 0.999, 5),
 }
+# Base width of the large-scale configs' smoke runs (their widest layers are 16x it).
+LARGE_SMOKE_WIDTH = 4
+
+
+def use_stl10_resnet(c, a) -> None:
+  """SNGAN's STL-10 ResNet recipe (module docstring) on config `c`."""
+  c.model.d_out_bias = True   # g_ch = d_ch = 64: config_lib.LARGE_RESNET_WIDTH
+  if not a.flags & set(config_lib.CONDITIONAL_FLAGS):
+    c.data.split = 'unlabelled'
+  c.total_steps = 100_000
+
+
+def use_imagenet128(c, a) -> None:
+  """Miyato & Koyama 2018's ImageNet 128x128 recipe (module docstring) on config `c`."""
+  if a.dataset or 'cnn' in a.flags:
+    raise ConfigError('config argument imagenet128 sets the data and the ResNet; drop '
+                      f'{a.dataset or "cnn"!r}')
+  c.data.update(name='tfds:imagenet2012', split='train', image_size=128)
+  c.model.update(g_ch=64, d_ch=64, d_out_bias=True)
+  c.conditional.num_classes = 1000
+  c.total_steps = 450_000
+  for o in (c.optim.g, c.optim.d):
+    o.decay_start_step = 400_000
+
+
+def shrink_large(c, full_steps: int) -> None:
+  """`smoke` of the large-scale configs (after config_lib's): the smoke run at
+  LARGE_SMOKE_WIDTH, its lr decay starting at the same fraction of the run as in the
+  full run of full_steps."""
+  c.model.update(g_ch=LARGE_SMOKE_WIDTH, d_ch=LARGE_SMOKE_WIDTH)
+  for o in (c.optim.g, c.optim.d):
+    o.decay_start_step = o.decay_start_step * c.total_steps // full_steps
 
 
 def get_config(arg=None):
-  a, c = config_lib.start(arg, keys=('setting',))
+  a, c = config_lib.start(arg, keys=('setting',), flags=('imagenet128',))
   c.loss = 'hinge'
   c.lipschitz.method = 'spectral'
   cnn = 'cnn' in a.flags
@@ -66,6 +131,11 @@ def get_config(arg=None):
   for o in (c.optim.g, c.optim.d):
     # The paper decays linearly for the ResNet only.
     o.update(name='adam', lr=lr, b1=b1, b2=b2, schedule='constant' if cnn else 'linear')
+  large = not cnn and (a.dataset == 'stl10' or 'imagenet128' in a.flags)
+  if 'imagenet128' in a.flags:
+    use_imagenet128(c, a)
+  elif large:
+    use_stl10_resnet(c, a)
   if a.toy:
     config_lib.use_toy_mlp(c, a.dataset)
     c.model.d_out_bias = True   # gan_toy.py's MLP critic
@@ -73,4 +143,8 @@ def get_config(arg=None):
     c.total_steps = 3000
     for o in (c.optim.g, c.optim.d):
       o.update(lr=2e-4, b1=0.5, b2=0.9, schedule='linear')
-  return config_lib.finish(c, a)
+  full_steps = c.total_steps
+  config_lib.finish(c, a)
+  if large and 'smoke' in a.flags:
+    shrink_large(c, full_steps)
+  return c

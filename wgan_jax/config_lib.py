@@ -29,9 +29,12 @@ STRATEGIES = ('single', 'pmap', 'jit')
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'winograd')
 
 
-def optimizer_config(name='adam', lr=1e-4, b1=0.0, b2=0.9, eps=1e-8, schedule='constant'):
+def optimizer_config(name='adam', lr=1e-4, b1=0.0, b2=0.9, eps=1e-8, schedule='constant',
+                     decay_start_step=0):
+  """One player's optimizer (wgan_jax.optim); decay_start_step: the generator step at which
+  the linear schedule starts decaying (0: from the start; total_steps or more: never)."""
   return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, eps=eps,
-                                        schedule=schedule))
+                                        schedule=schedule, decay_start_step=decay_start_step))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -241,22 +244,33 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.checkpoint_every_steps = 2
 
 
-def start(arg: Optional[str], *, keys: Iterable[str] = ()) -> tuple:
+def start(arg: Optional[str], *, keys: Iterable[str] = (), flags: Iterable[str] = ()) -> tuple:
   """Every config file's first step: (`arg` parsed against the flags every file takes,
   `base_config()` on the argument's dataset, default cifar10).
 
-  The flags are cnn / resnet (the image architecture), ARCH_FLAGS, CONDITIONAL_FLAGS and
-  smoke; `keys` are the file's key=value settings.
+  The flags are cnn / resnet (the image architecture), ARCH_FLAGS, CONDITIONAL_FLAGS, smoke
+  and the file's own `flags`; `keys` are the file's key=value settings.
   """
-  a = parse_arg(arg, flags=('cnn', 'resnet') + ARCH_FLAGS + CONDITIONAL_FLAGS, keys=keys)
+  a = parse_arg(arg, flags=('cnn', 'resnet') + ARCH_FLAGS + CONDITIONAL_FLAGS + tuple(flags),
+                keys=keys)
   c = base_config()
   c.data.name = a.dataset or 'cifar10'
   return a, c
 
 
+# The named datasets larger than 32x32: a ResNet on them takes the larger schedules' base
+# width (wgan_jax/models/resnet.py SCHEDULES; sngan_projection's ch 64), not the CIFAR
+# configs' 256 / 128, which the schedules' 16x multipliers would make 4096-channel layers.
+LARGE_IMAGE_DATASETS = ('stl10', 'celeb_a')
+LARGE_RESNET_WIDTH = 64
+
+
 def finish(c: ml_collections.ConfigDict, a: Arg) -> ml_collections.ConfigDict:
-  """Every config file's last step: the architecture and conditional flags of its argument
-  `a`, then `smoke`'s shrinking; returns `c`."""
+  """Every config file's last step: the ResNet's width on LARGE_IMAGE_DATASETS, the
+  architecture and conditional flags of its argument `a`, then `smoke`'s shrinking;
+  returns `c`."""
+  if c.model.name == 'resnet' and c.data.name in LARGE_IMAGE_DATASETS:
+    c.model.update(g_ch=LARGE_RESNET_WIDTH, d_ch=LARGE_RESNET_WIDTH)
   apply_arch_flags(c, a.flags)
   apply_conditional_flags(c, a.flags)
   if 'smoke' in a.flags:
@@ -338,6 +352,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f'optim.{player}.b1 and b2 must be in [0, 1), got {o.b1}, {o.b2}')
     _check(_finite(o.eps) and o.eps > 0, f'optim.{player}.eps must be > 0 and finite, got '
                                           f'{o.eps}')
+    start = o.get('decay_start_step', 0)
+    _check(0 <= start <= INT32_MAX, f'optim.{player}.decay_start_step must be in [0, '
+                                    f'{INT32_MAX}] (0: decay from the start), got {start}')
   for key in ('batch_size', 'n_critic', 'log_every_steps', 'checkpoint_every_steps',
               'keep_checkpoints'):
     _check(c[key] >= 1, f'{key} must be >= 1, got {c[key]}')

@@ -181,7 +181,8 @@ def build_dcgan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] 
 
 def build_resnet(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
                  num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
-  """The SNGAN / WGAN-GP CIFAR ResNet pair (Miyato et al. 2018, Table 4) for [S, S, C] images."""
+  """The SNGAN / WGAN-GP ResNet pair for [S, S, C] images, by resolution (resnet.SCHEDULES:
+  32 CIFAR, 48 STL-10, 64 / 128 / 256 ImageNet)."""
   return _build_cnn(resnet, 'resnet', model_config, data_shape, bn_axis_name, num_classes,
                     critic_head)
 
