@@ -137,9 +137,12 @@ def test_evaluation_on_four_devices_equals_one_device_and_host_quantisation(file
   (1e-6), whose images are the host-quantised samples of Run.sample_fn and whose features
   are inception.make_feature_fn's."""
   weights, stats = files
-  config = _image_config(metrics_every_steps=2, metrics='fid,is,kid,swd', fid_num_samples=8,
-                         is_num_samples=10, swd_num_images=12, batch_size=2,
-                         reference_stats=stats, inception_weights=weights)
+  # The standard CNN and 2 images per device, as tests/test_multihost_eval.py's evaluation
+  # in one process: the same compiled pass.
+  config = configs_loader.load('sngan', 'cnn,cifar10,smoke', **{
+      'eval.metrics_every_steps': 2, 'eval.metrics': 'fid,is,kid,swd',
+      'eval.fid_num_samples': 8, 'eval.is_num_samples': 10, 'eval.swd_num_images': 12,
+      'eval.batch_size': 2, 'eval.reference_stats': stats, 'eval.inception_weights': weights})
   with tfds.testing.mock_data(num_examples=16):
     run = train.Run(config)
     evaluators = [image_eval.ImageEvaluator(run=run, settings=config.eval, workdir=None,

@@ -26,7 +26,7 @@ def test_two_processes_score_the_checkpoint_as_one_process_does(tmp_path):
   weights = testdata.write_weights(str(tmp_path / 'inception_fid.npz'), source_sha256=SHA)
   workdir = str(tmp_path / 'run')
   result = subprocess.run(
-      ['launch/local_multihost.sh', '2', f'--workdir={workdir}', '--config=configs/sngan.py:smoke',
+      ['launch/local_multihost.sh', '2', f'--workdir={workdir}', '--config=configs/sngan.py:cnn,smoke',
        f'--config.data.name=npz:{tmp_path / "images.npz"}', '--config.parallel.strategy=jit',
        '--config.total_steps=1', '--config.n_critic=1', '--config.batch_size=4',
        '--config.eval.metrics_every_steps=1', '--config.eval.metrics=is,swd',

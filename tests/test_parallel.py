@@ -236,6 +236,16 @@ def test_bad_mesh_stops_the_run_before_anything_is_written(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('strategy', ['single', 'pmap'])
+def test_mesh_and_rules_outside_jit_are_one_line_config_errors(strategy):
+  for key, value in (('parallel.mesh', 'data=-1,fsdp=2'),
+                     ('parallel.sharding_rules', ('.*=replicated',))):
+    config = configs_loader.load('wgan_gp', 'gaussians8,smoke',
+                                 **{'parallel.strategy': strategy, key: value})
+    with pytest.raises(ConfigError, match=f'{key}=.* is read by parallel.strategy=jit only'):
+      config_lib.validate(config)
+
+
 def test_local_copy_gathers_sharded_leaves_whole():
   mesh = parallel.make_2d_mesh({'data': 1, 'fsdp': 4})
   x = np.arange(32, dtype=np.float32).reshape(4, 8)

@@ -329,6 +329,17 @@ def _check_name(value, valid, key: str) -> None:
   _check(value in valid, f'unknown {key} {value!r}; valid: {", ".join(valid)}')
 
 
+def check_mesh_needs_jit(p: ml_collections.ConfigDict) -> None:
+  """ConfigError when parallel.mesh or sharding_rules differ from their defaults under a
+  strategy other than `jit`, which alone reads them."""
+  default = base_config().parallel
+  for key in ('mesh', 'sharding_rules'):
+    value = tuple(p[key]) if key == 'sharding_rules' else p[key]
+    if p.strategy != 'jit' and value != default[key]:
+      raise ConfigError(f'parallel.{key}={value!r} is read by parallel.strategy=jit only (this '
+                        f'run: {p.strategy}); set --config.parallel.strategy=jit or drop it')
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: the key, the value, what is valid) on a bad value.
 
@@ -337,6 +348,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   is written.
   """
   _check_name(c.parallel.strategy, STRATEGIES, 'parallel.strategy')
+  check_mesh_needs_jit(c.parallel)
   _check(c.parallel.fsdp_min_bytes >= 0,
          f'parallel.fsdp_min_bytes must be >= 0, got {c.parallel.fsdp_min_bytes}')
   # The step counter, PRNG seeds and labels are int32 on the device.

@@ -97,6 +97,22 @@ class Run:
     return state if self.strategy.name == 'single' else parallel.to_replicated(
         jax.device_get(state), parallel.make_mesh())
 
+  def abstract_state(self):
+    """The initial state's shapes, dtypes and placement (`init_state`'s), not computed: the
+    target a checkpoint restores onto."""
+    shapes = jax.eval_shape(self._init, jax.random.PRNGKey(self.config.seed))
+    if self.state_sharding is not None:
+      shardings = self.state_sharding
+    elif self.strategy.name == 'single':
+      shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+                               shapes)
+    else:
+      shardings = jax.tree.map(lambda _: parallel.replicated_sharding(parallel.make_mesh()),
+                               shapes)
+    return jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                                 sharding=sharding),
+                        shapes, shardings)
+
   def step_fn(self, n_critic: Optional[int] = None):
     """The pure train step (state, batch) -> (state, metrics) with n_critic critic updates
     (default config.n_critic)."""
@@ -204,9 +220,8 @@ def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
   with one warning line each and moved aside (`<step>.broken-<time>`), so they neither count
   toward keep_checkpoints nor block the save of their step later.
   """
-  state = run.init_state()
   if ckpt.latest_step() is None:
-    return state
+    return run.init_state()
   skipped = []
 
   def skip(step: int, reason: str) -> None:
@@ -215,14 +230,14 @@ def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
       checkpoint.move_aside(workdir, step, f'skipped {reason} (resuming from the newest one '
                                            f'that reads)')
 
-  found = ckpt.restore_newest(checkpoint.abstract_like(state), on_skip=skip)
+  found = ckpt.restore_newest(run.abstract_state(), on_skip=skip)
   if skipped:
     _sync_processes('wgan_jax.restore_or_init')
     ckpt.reload()
   if found is None:
     if is_chief:
       checkpoint.warn(f'no checkpoint of {workdir!r} reads; starting from step 0')
-    return state
+    return run.init_state()
   return found[0]
 
 
@@ -430,10 +445,12 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
         key = repr(sorted(checkpoint.flatten_config(saved).items()))
         if key not in runs:
           config = ml_collections.ConfigDict(config_lib.upgrade_eval(saved))
-          config.parallel.strategy = 'single'  # inference is local, on any device count
+          # Inference is local, on any device count (the saved mesh is jit's).
+          config.parallel.update(strategy='single', mesh=config_lib.base_config().parallel.mesh,
+                                 sharding_rules=config_lib.base_config().parallel.sharding_rules)
           runs[key] = Run(config, open_data=False)
         run = runs[key]
-        state, _ = ckpt.restore(candidate, checkpoint.abstract_like(run.init_state()))
+        state, _ = ckpt.restore(candidate, run.abstract_state())
       except CheckpointError as e:
         others = [s for s in steps if s != candidate]
         if step is not None:
