@@ -202,6 +202,7 @@ class ImageEvaluator:
     self.workdir = workdir
     self.batch_size = int(settings.batch_size)
     self.sample = run.sample_fn()
+    self.sampling_state = run.sampling_state  # standing statistics where configured
     needs_weights, needs_reference = _needs(self.names)
     ref_protocol = check_files(settings, self.names, dataset=config.data.name,
                                split=config.data.split)
@@ -217,6 +218,8 @@ class ImageEvaluator:
                                      run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
                 'seed': int(config.seed), 'fake_quantization': FAKE_QUANTIZATION}
+    if settings.get('standing_stats', 0):  # G's batch-norm statistics: N standing passes
+      protocol['standing_stats'] = int(settings.standing_stats)
     self.features = None
     if needs_weights:
       weights = inception.load_params(settings.inception_weights)
@@ -293,6 +296,7 @@ class ImageEvaluator:
   def scores(self, state, step: int) -> dict:
     """The scores of `state`: {'eval/<metric>': value, 'protocol': {...}}; written into
     <workdir>/scores.json when a workdir was given."""
+    state = self.sampling_state(state)
     feats, images = self._generate(state)
     scores = {}
     if 'fid' in self.names:

@@ -36,7 +36,7 @@ import haiku as hk
 
 from wgan_jax import registry
 from wgan_jax.errors import ConfigError
-from wgan_jax.models import dcgan, layers, mlp, resnet
+from wgan_jax.models import biggan, dcgan, layers, mlp, resnet
 from wgan_jax.ops import conv
 
 # Base widths of the papers' models where the config does not give one.
@@ -186,10 +186,37 @@ def build_resnet(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
                     critic_head)
 
 
+def _attention_side(model_config, key: str) -> int:
+  value = _field(model_config, key, 64)
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    raise ConfigError(f'model.{key} must be the side at which to attend (0: none), got '
+                      f'{value!r}')
+  return int(value)
+
+
+def build_biggan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                 num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
+  """BigGAN (Brock et al. 2019; models/biggan.py) for square [S, S, C] images, S in 32, 64,
+  128, 256; class-conditional only. Its own keys: shared_dim (128), g_attn and d_attn (the
+  sides of the self-attention blocks, 0: none; 64)."""
+  cond = _conditioning(num_classes, critic_head)
+  z_dim = _positive_int(model_config, 'z_dim', 120)
+  g_fn, d_fn = biggan.make_fns(
+      data_shape=_data_shape(data_shape), g_ch=_positive_int(model_config, 'g_ch', 96),
+      d_ch=_positive_int(model_config, 'd_ch', 96), z_dim=z_dim,
+      shared_dim=_positive_int(model_config, 'shared_dim', 128),
+      g_attn=_attention_side(model_config, 'g_attn'),
+      d_attn=_attention_side(model_config, 'd_attn'), bn_axis_name=bn_axis_name,
+      compute_dtype=_common(model_config)['compute_dtype'], conv_impl=_conv_impl(model_config),
+      num_classes=cond.get('num_classes', 0), head=cond.get('head', 'none'))
+  return _pair(g_fn, d_fn, z_dim, num_classes, critic_head)
+
+
 MODELS: Dict[str, Callable[..., ModelPair]] = {
     'mlp': build_mlp,
     'dcgan': build_dcgan,
     'resnet': build_resnet,
+    'biggan': build_biggan,
 }
 
 
@@ -253,4 +280,5 @@ class _Overlay:
     return getattr(self._base, key)
 
 
-__all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet']
+__all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet',
+           'build_biggan']
