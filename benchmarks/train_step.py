@@ -49,8 +49,9 @@ class Bench:
   warm-up step done): the parts `benchmark` and benchmarks.input_pipeline share.
 
   synthetic: a fixed random real batch of the dataset's shape (uint8 images, as image
-  sources give them, or float32 2-D points), put on the devices once (no dataset, no input
-  cost: the reference of the input pipeline's overhead).
+  sources give them, or float32 2-D points; uniform int32 labels for class-conditional
+  configs), put on the devices once (no dataset, no input cost: the reference of the input
+  pipeline's overhead).
   """
 
   def __init__(self, config, *, synthetic: bool, flops: bool = True):
@@ -67,7 +68,10 @@ class Bench:
       rng = np.random.default_rng(0)
       x = rng.uniform(-1, 1, shape + run.data_shape).astype(np.float32) if run.is_toy else \
           rng.integers(0, 256, shape + run.data_shape, dtype=np.uint8)
-      fixed = run.strategy.put_batch({'x': x})
+      batch = {'x': x}
+      if run.num_classes:  # class-conditional configs (e.g. configs/biggan.py): real labels
+        batch['label'] = rng.integers(0, run.num_classes, shape, dtype=np.int32)
+      fixed = run.strategy.put_batch(batch)
       self.batch_at = lambda t: fixed
     else:
       self.batch_at = run.batch

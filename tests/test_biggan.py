@@ -1,5 +1,8 @@
 """BigGAN: parameter counts against the reference, shapes, orthogonal regularisation, EMA
 start, standing statistics, truncation, and the configs' smoke runs."""
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,12 +35,13 @@ REFERENCE_COUNTS = {
 }
 
 
-def _pair(res, *, ch=96, z_dim=120, attn=0, classes=10, shared_dim=128, **extra):
+def _pair(res, *, ch=96, z_dim=120, attn=0, classes=10, shared_dim=128, bn_axis_name=None,
+          **extra):
   mc = ml_collections.ConfigDict(dict(name='biggan', g_ch=ch, d_ch=ch, z_dim=z_dim,
                                       shared_dim=shared_dim, g_attn=attn, d_attn=attn,
                                       **extra))
   return models.build_models(mc, data_shape=(res, res, 3), num_classes=classes,
-                             critic_head='projection')
+                             critic_head='projection', bn_axis_name=bn_axis_name)
 
 
 def _abstract(pair, res, batch=2):
@@ -160,6 +164,28 @@ def test_standing_stats_are_the_mean_of_the_passes_batch_statistics():
         np.testing.assert_array_equal(got[module][name], value)
 
 
+def test_cross_replica_batch_norm_uses_the_global_batch():
+  # G with bn_axis_name: two shards of 2 examples (vmap over the axis) give the outputs and
+  # statistics of one batch of 4 without it.
+  pair = _pair(32, ch=2, z_dim=8, shared_dim=4, classes=3)
+  sharded = _pair(32, ch=2, z_dim=8, shared_dim=4, classes=3, bn_axis_name='i')
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
+  y = jnp.array([0, 1, 2, 1], jnp.int32)
+  params, state = _random_like(jax.eval_shape(
+      lambda k: pair.g.init(k, z, labels=y, is_training=True), jax.random.PRNGKey(1)), 3)
+  state = jax.tree.map(jnp.abs, state)
+  whole = lambda: pair.g.apply(params, state, None, z, labels=y, is_training=True)
+  shards = lambda: jax.vmap(
+      lambda zz, yy: sharded.g.apply(params, state, None, zz, labels=yy, is_training=True),
+      axis_name='i')(z.reshape(2, 2, 8), y.reshape(2, 2))
+  (x, s), (xs, ss) = jax.jit(lambda: (whole(), shards()))()
+  np.testing.assert_allclose(xs.reshape(x.shape), x, rtol=1e-4, atol=1e-5)
+  for module in s:
+    if 'mean' in s[module]:
+      np.testing.assert_allclose(ss[module]['mean'][0], s[module]['mean'], rtol=1e-4,
+                                 atol=1e-6)
+
+
 def test_truncated_z_is_within_the_threshold():
   z = np.asarray(sample.truncated_z(jax.random.PRNGKey(0), 500, 4, 0.5))
   assert z.shape == (500, 4) and np.abs(z).max() <= 0.5 and z.std() > 0.2
@@ -182,13 +208,20 @@ def cifar10_workdir(tmp_path_factory):
   return workdir
 
 
-def test_cifar10_config_trains_and_samples_truncated(cifar10_workdir, monkeypatch):
+def test_cifar10_config_trains_and_samples_truncated(cifar10_workdir, tmp_path, monkeypatch):
   monkeypatch.setenv('WGAN_JAX_CONV_IMPL', 'xla')
+  # The command line checks --truncation before loading anything (one line, exit 2) ...
+  bad = subprocess.run([sys.executable, '-m', 'wgan_jax.sample', f'--workdir={cifar10_workdir}',
+                        '--truncation=-1', f'--out={tmp_path / "x.npy"}'],
+                       cwd=configs_loader.ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and bad.stderr.strip().count('\n') == 0
+  assert '--truncation must be >= 0' in bad.stderr
+  # ... and passes it to generate_chunks (truncated_z for every chunk's noise).
   run, state, step = train.load_for_inference(cifar10_workdir)
   assert step == 2 and run.config.model.name == 'biggan' and run.num_classes == 10
-  labels = np.arange(6, dtype=np.int32) % 10
-  trunc = sample.generate(run, state, num_samples=6, seed=0, labels=labels, truncation=0.5)
-  assert trunc.shape == (6, 32, 32, 3) and np.all(np.isfinite(trunc))
+  samples = sample.generate(run, state, num_samples=4, seed=0, truncation=0.5,
+                            labels=np.full(4, 3, np.int32))
+  assert samples.shape == (4, 32, 32, 3) and np.all(np.isfinite(samples))
   # eval.standing_stats: sampling replaces G's stored statistics (nothing else, see
   # test_standing_stats_are_the_mean_of_the_passes_batch_statistics).
   standing_state = run.sampling_state(state).g_state

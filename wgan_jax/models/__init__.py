@@ -1,7 +1,7 @@
 """Generator / critic pairs as haiku transforms with state, and the MODELS registry.
 
 Haiku lives here and in wgan_jax.eval.inception (the Inception network of FID / IS):
-nothing else imports it. Each model module (mlp, dcgan, resnet) provides
+nothing else imports it. Each model module (mlp, dcgan, resnet, biggan) provides
 `make_fns(...) -> (g_fn, d_fn)` with explicit keyword arguments; this file reads and checks
 the model config (resolving the convolution algorithm once), transforms the two functions
 and returns a `ModelPair`:
@@ -21,6 +21,9 @@ parameter trees and outputs are those of a pair built without any conditional co
       'acgan':      labels are not used by the scores; with_logits=True returns
                     ((scores [B], logits [B, K]), state); init an acgan critic with
                     with_logits=True so that its auxiliary head exists.
+
+BigGAN's generator (class-conditional only) also takes bn_momentum= (a scalar: its batch
+norm's momentum in training passes; wgan_jax.eval.standing).
 
 G's state holds batch-norm statistics (updated when is_training) and, with g_spectral_norm,
 power-iteration vectors (updated when is_training); D's state holds power-iteration vectors
@@ -231,7 +234,9 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
       d_pool ('sum' | 'mean': the resnet critic's global pooling), d_out_bias (a bias in
       the critic's output layer), conv_impl ('auto' | 'winograd' | 'im2col' | 'xla': the
       convolutions' algorithm, wgan_jax.ops.conv; $WGAN_JAX_CONV_IMPL, when set, wins),
-      mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
+      mlp_hidden, mlp_layers, shared_dim, g_attn, d_attn (biggan: the shared class
+      embedding's size, the sides of the self-attention blocks, 0: none) (missing ones take
+      the paper defaults), and for a generator
       of another architecture than the critic g_name (a MODELS name; '' = name) and
       g_mlp_layers (0 = mlp_layers).
     data_shape: the shape of one example, e.g. (2,) or (32, 32, 3).
