@@ -440,7 +440,7 @@ ORTHO_EXCLUDED = ('embeddings', 'gamma', 'beta')
 
 
 def ortho_penalty(params) -> jax.Array:
-  """BigGAN's modified orthogonal regularisation (Brock et al. 2019, eq. 3), without beta:
+  """BigGAN's modified orthogonal regularisation (Brock et al. 2019, Section 3.1), no beta:
 
     R(W) = ||W^T W (.) (1 - I)||_F^2,   summed over every weight W of `params`,
 

@@ -1,4 +1,4 @@
-"""Standing statistics for the generator's batch norm (Brock et al. 2019, Appendix C.1;
+"""Standing statistics for the generator's batch norm (Brock et al. 2019;
 BigGAN-PyTorch utils.accumulate_standing_stats).
 
 Instead of the moving averages kept during training, sampling uses batch-norm statistics
