@@ -49,6 +49,7 @@ ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
               'model.d_pool': 'sum', 'model.d_out_bias': True, 'data.random_flip': False,
               'data.image_size': 0, 'data.channels': 0}
 ADDED_KEYS.update({'optim.g.decay_start_step': 0, 'optim.d.decay_start_step': 0})
+ADDED_KEYS.update({'ema_start': 0, 'ortho_reg': 0.0})  # BigGAN's (configs/biggan.py)
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

@@ -53,6 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.n_critic_warmup_every = 500
   c.loss = 'wasserstein'
   c.ema_decay = 0.0                 # EMA of generator weights; 0 disables
+  c.ema_start = 0                   # before this generator update the EMA copies the weights
+  c.ortho_reg = 0.0                 # BigGAN's orthogonal regularisation of G (beta; 0: off)
   c.lipschitz = ml_collections.ConfigDict(dict(
       method='gp', clip_value=0.01, gp_weight=10.0, gp_one_sided=False, gp_target=1.0,
       r1_gamma=10.0))
@@ -82,7 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
       num_samples=2000, num_images=64,
       metrics_every_steps=0, metrics='fid,is', fid_num_samples=5000, is_num_samples=50000,
       swd_num_images=2048, batch_size=100, reference_stats='', inception_weights='',
-      intra_fid_num_samples=1000))  # per class (conditional runs)
+      intra_fid_num_samples=1000,  # per class (conditional runs)
+      # Standing statistics (BigGAN): > 0: sample with G's batch-norm statistics averaged
+      # over this many training-mode passes (wgan_jax.eval.standing); 0: the stored ones.
+      standing_stats=0))
   c.log_every_steps = 100
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
@@ -388,6 +393,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(_finite(value) and value >= 0,
            f'lipschitz.{key} must be >= 0 and finite, got {value}')
   _check(0 <= c.ema_decay < 1, f'ema_decay must be in [0, 1) (0 disables), got {c.ema_decay}')
+  _check(0 <= c.get('ema_start', 0) <= INT32_MAX,
+         f'ema_start must be in [0, {INT32_MAX}], got {c.get("ema_start")}')
+  _check(_finite(c.get('ortho_reg', 0.0)) and c.get('ortho_reg', 0.0) >= 0,
+         f'ortho_reg must be >= 0 and finite (0: off), got {c.get("ortho_reg")}')
+  _check(c.eval.get('standing_stats', 0) >= 0,
+         f'eval.standing_stats must be >= 0 (0: off), got {c.eval.get("standing_stats")}')
+  _check(not c.eval.get('standing_stats', 0) or c.model.name == 'biggan',
+         f'eval.standing_stats needs model biggan (its batch norm takes the momentum), not '
+         f'{c.model.name!r}; set eval.standing_stats=0')
   _check(c.model.z_dim >= 1, f'model.z_dim must be >= 1, got {c.model.z_dim}')
   _check_name(c.model.get('conv_impl', 'auto'), CONV_IMPLS, 'model.conv_impl')
   for key in ('g_ch', 'd_ch', 'mlp_hidden', 'mlp_layers'):

@@ -429,3 +429,40 @@ LOSSES: dict[str, GanLoss] = {
 def get_loss(name: str) -> GanLoss:
   """LOSSES[name]; a ConfigError listing the valid names otherwise."""
   return lookup(LOSSES, name, 'loss')
+
+
+# ----------------------------------------------------------------------------- weight penalties
+# Parameter names that `ortho_penalty` leaves out: class-embedding tables (the shared
+# embedding and projection embeddings, 'embeddings'; conditional batch norm's per-class
+# 'gamma' / 'beta'). BigGAN-PyTorch excludes G.shared ("Don't ortho reg shared, it makes
+# no sense. Really we should blacklist any embeddings", train_fns.py).
+ORTHO_EXCLUDED = ('embeddings', 'gamma', 'beta')
+
+
+def ortho_penalty(params) -> jax.Array:
+  """BigGAN's modified orthogonal regularisation (Brock et al. 2019, Section 3.1), no beta:
+
+    R(W) = ||W^T W (.) (1 - I)||_F^2,   summed over every weight W of `params`,
+
+  W a weight of 2 or more axes reshaped to [m, c_out] (a dense [c_in, c_out], a kernel
+  [kh * kw * c_in, c_out]), so W^T W [c_out, c_out] is the Gram matrix of the output
+  filters, as BigGAN-PyTorch's utils.ortho (w = param.view(c_out, -1), w w^T). Vectors,
+  scalars and ORTHO_EXCLUDED names are left out. Computed in float32.
+
+  The objective adds beta * R. BigGAN-PyTorch adds the gradient 2 beta (w w^T (.) (1 - I)) w
+  directly, which is the gradient of (beta / 2) R: its G_ortho = b equals beta = b / 2 here.
+
+  Args:
+    params: a parameter tree (haiku: {module: {name: array}}).
+  Returns:
+    float32 scalar [].
+  """
+  total = jnp.zeros((), jnp.float32)
+  for path, w in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = getattr(path[-1], 'key', getattr(path[-1], 'name', None))
+    if w.ndim < 2 or name in ORTHO_EXCLUDED:
+      continue
+    w = w.reshape(-1, w.shape[-1]).astype(jnp.float32)
+    gram = w.T @ w
+    total = total + jnp.sum(jnp.square(gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))))
+  return total

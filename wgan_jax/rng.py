@@ -28,6 +28,8 @@ frozen: changing one changes the runs of existing configs.
                                   pairs (default_rng([seed, .]))
   LINES_EVAL_STREAM   0xE7A1      parallel_lines' evaluation samples           experiments/
   LINES_INIT_STREAM   0x1417      parallel_lines' critic initialisation        experiments/
+  STANDING_STREAM     0x57A2D     standing statistics' passes                  train.py
+                                  (eval.standing_stats); pass i: fold_in(., i)
 
 Model initialisation uses PRNGKey(seed) itself (train.Run.init_state); parallel_lines'
 critic updates fold_in(fold_in(PRNGKey(seed), t), i) for update i of theta number t.
@@ -46,6 +48,7 @@ GRAD_STREAM = 0x6AD
 PROBE_STREAM = 0x11B
 LINES_EVAL_STREAM = 0xE7A1
 LINES_INIT_STREAM = 0x1417
+STANDING_STREAM = 0x57A2D
 
 
 def stream_key(seed: int, stream: int) -> 'jax.Array':

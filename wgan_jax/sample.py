@@ -1,4 +1,5 @@
 """python -m wgan_jax.sample --workdir=DIR [--step=N] --num_samples=N --seed=S --out=FILE
+                           [--labels=...] [--truncation=T]
 
 Writes samples of a checkpoint's generator (its EMA weights where the run kept them):
 `.npy` is the raw float32 array [N, ...], generated in chunks of BATCH and streamed to disk
@@ -6,6 +7,11 @@ Writes samples of a checkpoint's generator (its EMA weights where the run kept t
 in memory). The same checkpoint, seed and count give byte-identical files; sample i has the
 same noise for every N > i (chunk c draws its noise from fold_in(PRNGKey(seed), c)). The output
 path and the size are checked before the model is loaded.
+
+--truncation=T (the truncation trick, Brock et al. 2019, Section 3.1): z ~ N(0, I)
+truncated to [-T, T] (values outside are resampled, `truncated_z`), drawn from the same
+chunk keys; T = 0 (default) is the plain normal. Runs whose config sets
+eval.standing_stats sample with standing batch-norm statistics (wgan_jax.eval.standing).
 
 Class-conditional runs take --labels: a class (`3`), a comma list (`0,3,7`: the samples
 cycle through it), or `all` (--num_samples per class, an image grid with one row per class);
@@ -34,6 +40,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the generator noise.')
 _OUT = flags.DEFINE_string('out', None, 'Output file: .npy or .png.')
 _LABELS = flags.DEFINE_string('labels', None, 'Conditional runs: a class, a comma list, or '
                               '`all` (--num_samples per class, one grid row per class).')
+
+_TRUNCATION = flags.DEFINE_float('truncation', 0.0, 'Truncation trick: resample |z| > T '
+                                  '(0: no truncation).')
 
 FORMATS = ('.npy', '.png')
 BATCH = 500
@@ -68,25 +77,43 @@ def parse_labels(spec, *, num_classes: int, num_samples: int):
   return np.resize(np.array(classes, np.int32), num_samples)
 
 
-def generate_chunks(run, state, *, num_samples: int, seed: int, labels=None):
+def truncated_z(key, n: int, z_dim: int, threshold: float):
+  """z [n, z_dim] ~ N(0, I) truncated to [-threshold, threshold] per entry: the truncation
+  trick (Brock et al. 2019, Section 3.1: values above the threshold are resampled), exactly
+  by inverse-CDF sampling (jax.random.truncated_normal)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  return jax.random.truncated_normal(key, -threshold, threshold, (n, z_dim), jnp.float32)
+
+
+def generate_chunks(run, state, *, num_samples: int, seed: int, labels=None,
+                    truncation: float = 0.0):
   """Float32 sample chunks [<= BATCH, ...] (n in all: len(labels), else num_samples):
-  chunk c from z ~ N(0, I) drawn from fold_in(PRNGKey(seed), c) (wgan_jax.rng.sample_key);
-  conditional runs take labels int [n]."""
+  chunk c from z ~ N(0, I) drawn from fold_in(PRNGKey(seed), c) (wgan_jax.rng.sample_key),
+  truncated to [-truncation, truncation] when truncation > 0 (`truncated_z`); conditional
+  runs take labels int [n]. With eval.standing_stats, G's batch-norm statistics are
+  standing statistics (train.Run.sampling_state)."""
   from wgan_jax import rng
   from wgan_jax import step as step_lib
   from wgan_jax.eval.evaluators import generate as generate_batches
 
   def noise(c: int, start: int, stop: int):
-    return step_lib.sample_z(rng.sample_key(seed, c), BATCH, run.models.z_dim)[:stop - start]
+    key = rng.sample_key(seed, c)
+    z = (truncated_z(key, BATCH, run.models.z_dim, truncation) if truncation > 0
+         else step_lib.sample_z(key, BATCH, run.models.z_dim))
+    return z[:stop - start]
+
+  state = run.sampling_state(state)
 
   n = num_samples if labels is None else len(labels)
   return generate_batches(run.sample_fn(), state, noise, batch_size=BATCH, labels=labels, n=n)
 
 
-def generate(run, state, *, num_samples: int, seed: int, labels=None):
+def generate(run, state, *, num_samples: int, seed: int, labels=None,
+             truncation: float = 0.0):
   """[n, ...] float32 samples of `generate_chunks`, in memory."""
   return np.concatenate(list(generate_chunks(run, state, num_samples=num_samples, seed=seed,
-                                             labels=labels)))
+                                             labels=labels, truncation=truncation)))
 
 
 def stream_npy(path: str, chunks, *, shape: tuple) -> None:
@@ -177,6 +204,8 @@ def main(argv):
     cli.fail(f'--num_samples must be >= 1, got {_NUM_SAMPLES.value}')
   if not 0 <= _SEED.value < 2**32:
     cli.fail(f'--seed must be in [0, 2**32), got {_SEED.value}')
+  if not (np.isfinite(_TRUNCATION.value) and _TRUNCATION.value >= 0):
+    cli.fail(f'--truncation must be >= 0 and finite (0: none), got {_TRUNCATION.value}')
   out = _OUT.value
 
   check_out_path(out)  # before anything is loaded
@@ -191,9 +220,11 @@ def main(argv):
   n = _NUM_SAMPLES.value if labels is None else len(labels)
   if out.endswith('.npy'):
     stream_npy(out, generate_chunks(run, state, num_samples=n, seed=_SEED.value,
-                                    labels=labels), shape=(n,) + tuple(run.data_shape))
+                                    labels=labels, truncation=_TRUNCATION.value),
+               shape=(n,) + tuple(run.data_shape))
   else:
-    samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels)
+    samples = generate(run, state, num_samples=n, seed=_SEED.value, labels=labels,
+                       truncation=_TRUNCATION.value)
     write_samples(out, samples, is_toy=run.is_toy, labels=labels,
                   ncol=_NUM_SAMPLES.value if _LABELS.value == 'all' else None,
                   title=f'{run.config.data.name}, step {step}, seed {_SEED.value}')

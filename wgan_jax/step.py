@@ -48,6 +48,10 @@ With critic head 'acgan' the critic adds acgan_d_weight * CE(classifier(real), r
 (AC-WGAN-GP, Gulrajani et al. 2017, gan_cifar_resnet.py: real examples only) and the
 generator acgan_g_weight * CE(classifier(fake), sampled labels); the gradient penalty sees
 only the adversarial scores.
+
+BigGAN's extras (Brock et al. 2019): cfg.ortho_reg > 0 adds ortho_reg *
+losses.ortho_penalty(g_params) to the generator's objective (metric ortho_penalty); the EMA
+of G's weights copies them (decay 0) until update cfg.ema_start (`ema_decay_at`).
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -55,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wgan_jax import lipschitz
+from wgan_jax import lipschitz, losses
 from wgan_jax.data.source import LEVELS
 from wgan_jax.rng import FLIP_STREAM, LABEL_STREAM, step_key
 from wgan_jax.losses import GanLoss
@@ -81,6 +85,8 @@ class StepConfig(NamedTuple):
   acgan_d_weight: float = 1.0      # critic's auxiliary-classifier loss weight (acgan head)
   acgan_g_weight: float = 1.0      # generator's auxiliary-classifier loss weight (acgan head)
   random_flip: bool = False        # flip each real image horizontally with probability 1/2
+  ortho_reg: float = 0.0           # beta of G's orthogonal regularisation (0: off)
+  ema_start: int = 0               # generator updates before which the EMA copies the weights
 
 
 class CriticSchedule(NamedTuple):
@@ -150,9 +156,16 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1.0)
 
 
-def ema_update(ema, params, decay: float):
+def ema_update(ema, params, decay):
   """ema <- decay * ema + (1 - decay) * params."""
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def ema_decay_at(step: jax.Array, *, decay: float, start: int) -> jax.Array:
+  """The EMA decay of generator update `step` (0-based): 0 (the EMA copies the weights)
+  while step + 1 < start, else `decay` (BigGAN-PyTorch utils.ema.update(itr) with itr =
+  step + 1, the updates done: `if itr < start_itr: decay = 0`)."""
+  return jnp.where(step + 1 < start, 0.0, decay).astype(jnp.float32)
 
 
 class CriticCarry(NamedTuple):
@@ -318,12 +331,16 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                                   **g_cond)
       out, _ = d_apply(state.d_params, state.d_state, None, fake, update_stats=False,
                        **d_cond)
+      ortho = {}
+      if cfg.ortho_reg:  # BigGAN's orthogonal regularisation of G's weights
+        ortho = {'ortho_penalty': losses.ortho_penalty(g_params)}
+      reg = cfg.ortho_reg * ortho['ortho_penalty'] if ortho else 0.0
       if head != 'acgan':
-        return loss.g(d_fake=out), (new_g_state, {})
+        return loss.g(d_fake=out) + reg, (new_g_state, ortho)
       d_fake, logits = out
       g_ce = class_cross_entropy(logits, labels)
-      g_total = loss.g(d_fake=d_fake) + cfg.acgan_g_weight * g_ce
-      return g_total, (new_g_state, {'acgan/g_ce': g_ce})
+      g_total = loss.g(d_fake=d_fake) + cfg.acgan_g_weight * g_ce + reg
+      return g_total, (new_g_state, {'acgan/g_ce': g_ce, **ortho})
 
     (g_loss, (g_state, aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params)
@@ -349,7 +366,9 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
     g_ema_params = state.g_ema_params
     if g_ema_params is not None:
-      g_ema_params = ema_update(g_ema_params, g_params, cfg.ema_decay)
+      decay = cfg.ema_decay if not cfg.ema_start else ema_decay_at(
+          state.step, decay=cfg.ema_decay, start=cfg.ema_start)
+      g_ema_params = ema_update(g_ema_params, g_params, decay)
     new_state = state._replace(step=state.step + 1, g_params=g_params, g_state=g_state,
                                g_opt_state=g_opt_state, g_ema_params=g_ema_params)
     metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}

@@ -55,6 +55,7 @@ class Run:
         seed=config.seed, ema_decay=config.ema_decay,
         num_shards=self.strategy.num_shards if self.strategy.axis_name else 1,
         axis_name=self.strategy.axis_name, random_flip=config.data.get('random_flip', False),
+        ortho_reg=config.get('ortho_reg', 0.0), ema_start=config.get('ema_start', 0),
         **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
            if self.num_classes else {}))
     # The data last: every config error is found before a split is loaded.
@@ -160,6 +161,24 @@ class Run:
       return jax.jit(lambda p, s, z, labels: g_apply(p, s, None, z, labels=labels,
                                                      is_training=False)[0])
     return jax.jit(lambda p, s, z: g_apply(p, s, None, z, is_training=False)[0])
+
+  def sampling_state(self, state: GanState) -> GanState:
+    """`state` as sampling should see it: with eval.standing_stats = N > 0, G's batch-norm
+    statistics replaced by standing statistics of the sampling weights (N training-mode
+    passes of eval.batch_size, wgan_jax.eval.standing), else `state` itself."""
+    n = self.config.eval.get('standing_stats', 0)
+    if not n:
+      return state
+    from wgan_jax import rng  # pylint: disable=import-outside-toplevel
+    from wgan_jax.eval import standing  # pylint: disable=import-outside-toplevel
+    from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
+    if getattr(self, '_standing_fn', None) is None:  # compiled once per Run
+      self._standing_fn = jax.jit(lambda p, s, key: standing.accumulate_standing_stats(
+          self.models.g.apply, p, s, key=key, num_accumulations=n,
+          batch_size=self.config.eval.batch_size, z_dim=self.models.z_dim,
+          num_classes=self.num_classes))
+    key = rng.stream_key(self.config.seed, rng.STANDING_STREAM)
+    return state._replace(g_state=self._standing_fn(sampling_params(state), state.g_state, key))
 
   def eval_labels(self, n: int):
     """Balanced classes of n evaluation samples, arange(n) % num_classes (None if unconditional)."""

@@ -99,6 +99,7 @@ class _Samples:
     self.labels = run.eval_labels(n)  # balanced classes (conditional runs), else None
 
   def fakes(self, state: GanState) -> np.ndarray:
+    state = self.run.sampling_state(state)  # standing statistics where configured
     return np.concatenate(list(generate(self.sample, state, self.z, batch_size=BATCH,
                                         labels=self.labels)))
 

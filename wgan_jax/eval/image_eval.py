@@ -206,6 +206,7 @@ class ImageEvaluator:
     self.total_steps = int(config.total_steps)
     self.workdir = workdir
     self.is_chief = is_chief
+    self.sampling_state = run.sampling_state  # standing statistics where configured
     needs_weights, needs_reference = _needs(self.names)
     # Every process checks the files (metadata only); the chief alone loads the statistics.
     ref_protocol = check_files(settings, self.names, dataset=config.data.name,
@@ -222,6 +223,8 @@ class ImageEvaluator:
                                      run.models.z_dim)
     protocol = {'generator': 'ema' if config.ema_decay > 0 else 'raw',
                 'seed': int(config.seed), 'fake_quantization': FAKE_QUANTIZATION}
+    if settings.get('standing_stats', 0):  # G's batch-norm statistics: N standing passes
+      protocol['standing_stats'] = int(settings.standing_stats)
     weights = inception.load_params(settings.inception_weights) if needs_weights else None
     self.fakes = sharded.FakePass(run.models.g.apply, conditional=run.num_classes > 0,
                                   per_device_batch=int(settings.batch_size), devices=devices,
@@ -291,6 +294,7 @@ class ImageEvaluator:
   def scores(self, state, step: int) -> dict:
     """The scores of `state`: {'eval/<metric>': value, 'protocol': {...}}; written into
     <workdir>/scores.json when a workdir was given."""
+    state = self.sampling_state(state)
     feats, images = self._generate(state)
     if not self.is_chief:  # the same passes as the chief, which scores them
       for c in range(self.intra_classes):

@@ -1,7 +1,7 @@
 """Generator / critic pairs as haiku transforms with state, and the MODELS registry.
 
 Haiku lives here and in wgan_jax.eval.inception (the Inception network of FID / IS):
-nothing else imports it. Each model module (mlp, dcgan, resnet) provides
+nothing else imports it. Each model module (mlp, dcgan, resnet, biggan) provides
 `make_fns(...) -> (g_fn, d_fn)` with explicit keyword arguments; this file reads and checks
 the model config (resolving the convolution algorithm once), transforms the two functions
 and returns a `ModelPair`:
@@ -22,6 +22,9 @@ parameter trees and outputs are those of a pair built without any conditional co
                     ((scores [B], logits [B, K]), state); init an acgan critic with
                     with_logits=True so that its auxiliary head exists.
 
+BigGAN's generator (class-conditional only) also takes bn_momentum= (a scalar: its batch
+norm's momentum in training passes; wgan_jax.eval.standing).
+
 G's state holds batch-norm statistics (updated when is_training) and, with g_spectral_norm,
 power-iteration vectors (updated when is_training); D's state holds power-iteration vectors
 and, with d_norm 'batch' (model dcgan only), batch-norm moving averages (both updated only
@@ -36,7 +39,7 @@ import haiku as hk
 
 from wgan_jax import registry
 from wgan_jax.errors import ConfigError
-from wgan_jax.models import dcgan, layers, mlp, resnet
+from wgan_jax.models import biggan, dcgan, layers, mlp, resnet
 from wgan_jax.ops import conv
 
 # Base widths of the papers' models where the config does not give one.
@@ -187,10 +190,37 @@ def build_resnet(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
                     critic_head)
 
 
+def _attention_side(model_config, key: str) -> int:
+  value = _field(model_config, key, 64)
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    raise ConfigError(f'model.{key} must be the side at which to attend (0: none), got '
+                      f'{value!r}')
+  return int(value)
+
+
+def build_biggan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                 num_classes: int = 0, critic_head: str = 'none') -> ModelPair:
+  """BigGAN (Brock et al. 2019; models/biggan.py) for square [S, S, C] images, S in 32, 64,
+  128, 256; class-conditional only. Its own keys: shared_dim (128), g_attn and d_attn (the
+  sides of the self-attention blocks, 0: none; 64)."""
+  cond = _conditioning(num_classes, critic_head)
+  z_dim = _positive_int(model_config, 'z_dim', 120)
+  g_fn, d_fn = biggan.make_fns(
+      data_shape=_data_shape(data_shape), g_ch=_positive_int(model_config, 'g_ch', 96),
+      d_ch=_positive_int(model_config, 'd_ch', 96), z_dim=z_dim,
+      shared_dim=_positive_int(model_config, 'shared_dim', 128),
+      g_attn=_attention_side(model_config, 'g_attn'),
+      d_attn=_attention_side(model_config, 'd_attn'), bn_axis_name=bn_axis_name,
+      compute_dtype=_common(model_config)['compute_dtype'], conv_impl=_conv_impl(model_config),
+      num_classes=cond.get('num_classes', 0), head=cond.get('head', 'none'))
+  return _pair(g_fn, d_fn, z_dim, num_classes, critic_head)
+
+
 MODELS: Dict[str, Callable[..., ModelPair]] = {
     'mlp': build_mlp,
     'dcgan': build_dcgan,
     'resnet': build_resnet,
+    'biggan': build_biggan,
 }
 
 
@@ -205,7 +235,9 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
       d_pool ('sum' | 'mean': the resnet critic's global pooling), d_out_bias (a bias in
       the critic's output layer), conv_impl ('auto' | 'winograd' | 'im2col' | 'xla': the
       convolutions' algorithm, wgan_jax.ops.conv; $WGAN_JAX_CONV_IMPL, when set, wins),
-      mlp_hidden, mlp_layers (missing ones take the paper defaults), and for a generator
+      mlp_hidden, mlp_layers, shared_dim, g_attn, d_attn (biggan: the shared class
+      embedding's size, the sides of the self-attention blocks, 0: none) (missing ones take
+      the paper defaults), and for a generator
       of another architecture than the critic g_name (a MODELS name; '' = name) and
       g_mlp_layers (0 = mlp_layers).
     data_shape: the shape of one example, e.g. (2,) or (32, 32, 3).
@@ -254,4 +286,5 @@ class _Overlay:
     return getattr(self._base, key)
 
 
-__all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet']
+__all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet',
+           'build_biggan']
