@@ -156,7 +156,8 @@ def test_evaluation_on_four_devices_equals_one_device_and_host_quantisation(file
        for i in range(0, 12, 2)]))
   np.testing.assert_array_equal(images_lib.to_float(one.images), host)
   np.testing.assert_array_equal(four.images, one.images)
-  features = inception.make_feature_fn(inception.load_params(weights).params, batch_size=2)
+  # Batches of 4, as the `files` fixture's: its compiled network.
+  features = inception.make_feature_fn(inception.load_params(weights).params, batch_size=4)
   chex.assert_trees_all_close(one.features, features(host[:10])[0], rtol=1e-6, atol=1e-6)
   chex.assert_trees_all_close(four.features, one.features, rtol=1e-6, atol=1e-6)
   scores = [e.scores(state, 2) for e in evaluators]

@@ -117,32 +117,7 @@ def test_batch_not_divisible_by_device_count_is_one_clear_error():
     train.Run(config)
 
 
-def _records(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
-def test_two_processes_match_one_process_with_four_devices(tmp_path):
-  args = ['--config=configs/wgan_gp.py:gaussians8', '--config.total_steps=6',
-          '--config.batch_size=64', '--config.log_every_steps=1', '--config.eval_every_steps=6',
-          '--config.checkpoint_every_steps=6',
-          '--config.parallel.strategy=jit']
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  one = subprocess.run(
-      [sys.executable, '-m', 'wgan_jax.main', f'--workdir={tmp_path / "one"}', *args],
-      cwd=configs_loader.ROOT, capture_output=True, text=True, timeout=600,
-      env=dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=4'))
-  assert one.returncode == 0, one.stderr
-  two = subprocess.run(
-      ['launch/local_multihost.sh', '2', f'--workdir={tmp_path / "two"}', *args],
-      cwd=configs_loader.ROOT, capture_output=True, text=True, timeout=600,
-      env=dict(env, PYTHON=sys.executable, DEVICES_PER_PROCESS='2'))
-  assert two.returncode == 0, two.stderr
-  a, b = _records(tmp_path / 'one'), _records(tmp_path / 'two')
-  assert [r['step'] for r in a] == [r['step'] for r in b] == list(range(1, 7))
-  for ra, rb in zip(a, b):
-    np.testing.assert_allclose([rb['d_loss'], rb['g_loss']], [ra['d_loss'], ra['g_loss']],
-                               rtol=RTOL, atol=ATOL)
+# Two processes against one with four devices: tests/test_multihost_eval.py.
 
 
 # ----------------------------------------------------------------------------- mesh and rules
