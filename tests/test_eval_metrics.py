@@ -443,9 +443,9 @@ def test_intra_fid_of_a_conditional_generator(tmp_path, files):
   weights, _ = files
   stats = _class_reference(tmp_path, weights)
   config = configs_loader.load(
-      'sngan', 'cifar10,conditional,smoke', total_steps=2, n_critic=1, batch_size=4,
+      'sngan', 'cnn,cifar10,conditional,smoke', total_steps=2, n_critic=1, batch_size=4,
       **{'eval.metrics_every_steps': 2, 'eval.metrics': 'fid,intra_fid',
-         'eval.fid_num_samples': 4, 'eval.intra_fid_num_samples': 4, 'eval.batch_size': 4,
+         'eval.fid_num_samples': 4, 'eval.intra_fid_num_samples': 4, 'eval.batch_size': 1,
          'eval.reference_stats': stats, 'eval.inception_weights': weights})
   with tfds.testing.mock_data(num_examples=16):
     image_eval.validate(config, is_toy=False)
