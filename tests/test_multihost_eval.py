@@ -1,7 +1,8 @@
 """Two real processes (launch/local_multihost.sh, 2 devices each) train and evaluate as one
-process with 4 devices does: the same losses (up to the reduction order), and the image
-metrics' passes, split over the 4 devices of both processes and scored by the chief, equal
-those of the saved checkpoint evaluated in this one process (1e-6)."""
+process with 4 devices does: from the two processes' checkpoint of step 1, one step here has
+their losses of step 2 (up to the reduction order), and the image metrics' passes, split over
+the 4 devices of both processes and scored by the chief, equal those of their checkpoint of
+step 2 evaluated in this one process (1e-6)."""
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from tests import configs_loader
 from tests import inception_testdata as testdata
-from wgan_jax import evaluate, train
+from wgan_jax import checkpoint, evaluate, train
 from wgan_jax.eval import image_eval, inception
 
 # A source checksum with pytorch-fid's prefix: the processes load the weights unpatched.
@@ -33,7 +34,7 @@ def test_two_processes_train_and_score_as_one_process_does(tmp_path):
   weights = testdata.write_weights(str(tmp_path / 'inception_fid.npz'), source_sha256=SHA)
   overrides = {
       'data.name': f'npz:{tmp_path / "images.npz"}', 'parallel.strategy': 'jit',
-      'total_steps': 2, 'n_critic': 1, 'batch_size': 4, 'eval_every_steps': 2,
+      'total_steps': 2, 'n_critic': 1, 'batch_size': 4, 'checkpoint_every_steps': 1,
       'eval.metrics_every_steps': 2, 'eval.metrics': 'is,swd', 'eval.is_num_samples': 20,
       'eval.swd_num_images': 12, 'eval.batch_size': 2, 'eval.inception_weights': weights}
   two = str(tmp_path / 'two')
@@ -42,14 +43,17 @@ def test_two_processes_train_and_score_as_one_process_does(tmp_path):
        *(f'--config.{k}={v}' for k, v in overrides.items())],
       cwd=configs_loader.ROOT, env=ENV, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
+  # Step 2 here, on 4 devices of one process, from the two processes' state of step 1.
+  run = train.Run(configs_loader.load('sngan', 'cnn,smoke', **overrides))
+  state, _ = checkpoint.Checkpointer(two, keep=2).restore(1, run.abstract_state())
+  _, metrics = run.train_steps()(1)(run.strategy.to_device(state), run.batch(1))
+  losses = _losses(two)
+  assert [step for step, _, _ in losses] == [1, 2]
+  np.testing.assert_allclose([float(metrics['d_loss']), float(metrics['g_loss'])],
+                             losses[1][1:], rtol=RTOL, atol=ATOL)
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(inception, 'TRUSTED_SOURCE_SHA256_PREFIXES', (SHA[:8],))
-    one = str(tmp_path / 'one')
-    train.train_and_evaluate(configs_loader.load('sngan', 'cnn,smoke', **overrides), one)
-    again = evaluate.evaluate_workdir(two, metrics='is,swd')  # two's checkpoint, here
-  (a, b) = _losses(one), _losses(two)
-  assert [s for s, _, _ in a] == [s for s, _, _ in b] == [1, 2]
-  np.testing.assert_allclose(np.array(b)[:, 1:], np.array(a)[:, 1:], rtol=RTOL, atol=ATOL)
+    again = evaluate.evaluate_workdir(two, step=2, metrics='is,swd')  # two's checkpoint, here
   with open(os.path.join(two, image_eval.SCORES_FILE)) as f:
     scores = json.load(f)['2']
   assert scores['protocol']['is_num_samples'] == 20

@@ -118,7 +118,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('swd_num_images', 2048, 'Generated and real images for SWD.')
   flags.DEFINE_integer('intra_fid_num_samples', 1000,
                        'Generated images per class for intra-class FID.')
-  flags.DEFINE_integer('batch_size', 100, 'Images per generator / Inception pass.')
+  flags.DEFINE_integer('batch_size', 100, 'Images per device per generator + Inception pass.')
   flags.DEFINE_string('reference_stats', '', 'Reference statistics .npz (fid, kid).')
   flags.DEFINE_string('inception_weights', '', 'Converted Inception weights .npz.')
   flags.DEFINE_string('data_dir', '', 'tfds data_dir for SWD\'s real images.')

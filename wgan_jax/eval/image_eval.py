@@ -7,7 +7,7 @@ Configured by `config.eval` (wgan_jax.config_lib.base_config):
   intra_fid_num_samples  generated images per class for intra-class FID (conditional runs)
   is_num_samples     generated images for IS, in 10 splits (50000 = SNGAN's 10 x 5000)
   swd_num_images     generated and real images for SWD (real: the training split)
-  batch_size         images per generator / Inception forward pass
+  batch_size         images per device per generator + Inception pass (wgan_jax.eval.sharded)
   reference_stats    .npz of python -m wgan_jax.eval.reference_stats (fid, kid)
   inception_weights  .npz of python -m wgan_jax.eval.convert_inception (fid, is, kid)
 
@@ -36,7 +36,7 @@ from wgan_jax import parallel, registry, rng
 from wgan_jax.errors import ConfigError, DataError
 from wgan_jax.data.source import to_float
 from wgan_jax.eval import fid, metrics as metrics_lib, sharded, swd as swd_lib
-from wgan_jax.eval.evaluators import every, generate
+from wgan_jax.eval.evaluators import every
 
 SCORES_FILE = 'scores.json'
 # Recorded with every score (protocol): how generated images and IS logits are formed.
