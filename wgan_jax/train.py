@@ -465,8 +465,9 @@ def load_for_inference(workdir: str, step: Optional[int] = None):
         if key not in runs:
           config = ml_collections.ConfigDict(config_lib.upgrade_eval(saved))
           # Inference is local, on any device count (the saved mesh is jit's).
-          config.parallel.update(strategy='single', mesh=config_lib.base_config().parallel.mesh,
-                                 sharding_rules=config_lib.base_config().parallel.sharding_rules)
+          local = config_lib.base_config().parallel
+          config.parallel.update(strategy='single', mesh=local.mesh,
+                                 sharding_rules=local.sharding_rules)
           runs[key] = Run(config, open_data=False)
         run = runs[key]
         state, _ = ckpt.restore(candidate, run.abstract_state())
