@@ -292,7 +292,7 @@ from wgan_jax import checkpoint, train
 workdir = sys.argv[1]
 run, state, step = train.load_for_inference(workdir)
 state = state._replace(step=jnp.int32(8), g_params=jax.tree.map(lambda x: x * jnp.nan,
-                                                                state.g_params))
+                                                                state.g.params))
 config = checkpoint.saved_config(workdir)
 ckpt = checkpoint.Checkpointer(workdir, keep=3)
 ckpt.save(8, state, {'step': 8, 'config': config})

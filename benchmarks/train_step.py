@@ -37,7 +37,7 @@ def step_flops(run, state, batch) -> float:
   import jax
   from wgan_jax import step as step_lib
   cfg = run.step_config._replace(critic_unroll=run.config.n_critic)
-  fn = step_lib.make_train_step(models=run.step_models, loss=run.loss, plan=run.plan,
+  fn = step_lib.make_train_step(family=run.step_family, loss=run.loss, plan=run.plan,
                                 g_tx=run.g_tx, d_tx=run.d_tx, cfg=cfg)
   analysis = jax.jit(fn).lower(state, batch).compile().cost_analysis()
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis

@@ -224,9 +224,9 @@ def test_cifar10_config_trains_and_samples_truncated(cifar10_workdir, tmp_path, 
   assert samples.shape == (4, 32, 32, 3) and np.all(np.isfinite(samples))
   # eval.standing_stats: sampling replaces G's stored statistics (nothing else, see
   # test_standing_stats_are_the_mean_of_the_passes_batch_statistics).
-  standing_state = run.sampling_state(state).g_state
-  assert any(not np.array_equal(standing_state[m]['mean'], state.g_state[m]['mean'])
-             for m in state.g_state if 'mean' in state.g_state[m])
+  standing_state = run.sampling_state(state).g.state
+  assert any(not np.array_equal(standing_state[m]['mean'], state.g.state[m]['mean'])
+             for m in state.g.state if 'mean' in state.g.state[m])
 
 
 def test_imagenet128_config_one_step_bfloat16_with_ortho_and_ema_start(monkeypatch):
@@ -241,7 +241,7 @@ def test_imagenet128_config_one_step_bfloat16_with_ortho_and_ema_start(monkeypat
     new, metrics = jax.jit(run.step_fn())(state, run.batch(0))
   assert float(metrics['all_finite']) == 1.0 and float(metrics['ortho_penalty']) > 0
   # Update 1 < ema_start 2: the EMA copies the weights.
-  jax.tree.map(np.testing.assert_array_equal, new.g_ema_params, new.g_params)
+  jax.tree.map(np.testing.assert_array_equal, new.g_ema_params, new.g.params)
 
 
 def test_config_values_cite_their_recipes():

@@ -341,8 +341,8 @@ def _poisoned_step_fn(nan_from: int):
     def step(state, batch):
       new, metrics = fn(state, batch)
       poison = new.step >= nan_from
-      new = new._replace(g_params=jax.tree.map(lambda x: jnp.where(poison, jnp.nan, x),
-                                               new.g_params))
+      new = new._replace(g=new.g._replace(params=jax.tree.map(
+          lambda x: jnp.where(poison, jnp.nan, x), new.g.params)))
       metrics['all_finite'] = step_lib.all_finite((metrics, new))
       return new, metrics
     return step
@@ -369,8 +369,8 @@ def test_divergence_stops_at_that_step_and_no_nonfinite_checkpoint_is_written(tm
 def test_sample_and_evaluate_refuse_a_nonfinite_checkpoint(reference, tmp_path):
   workdir = _copy(reference, tmp_path)
   run, state, _ = train.load_for_inference(workdir)
-  state = state._replace(step=jnp.int32(32), d_params=jax.tree.map(lambda x: x * jnp.nan,
-                                                                   state.d_params))
+  state = state._replace(step=jnp.int32(32), d=state.d._replace(
+      params=jax.tree.map(lambda x: x * jnp.nan, state.d.params)))
   ckpt = checkpoint.Checkpointer(workdir, keep=3)
   ckpt.save(32, state, {'step': 32, 'config': run.config.to_dict()})
   ckpt.close()  # as versions without the divergence check could write

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from wgan_jax import config_lib, sample, train
+from wgan_jax import config_lib, families, rng, sample, train
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError, UserError
@@ -25,9 +25,17 @@ def _model_config(name, **kw):
   return ml_collections.ConfigDict(base)
 
 
+def _gan(pair, n):
+  """The gan family of `pair` (for its init)."""
+  cfg = step_lib.StepConfig(n_critic=1, batch_size=n, g_batch_size=n, z_dim=pair.z_dim, seed=0,
+                            ema_decay=0.0)
+  return families.build_gan(models=pair, loss=None, cfg=cfg)
+
+
 def _init(pair, data_shape, n=4):
-  init = lambda key: step_lib.init_state(models=pair, g_tx=_NoOpt(), d_tx=_NoOpt(), key=key,
-                                         data_shape=data_shape, batch_size=n, ema=False)
+  assert pair.data_shape == tuple(data_shape)
+  init = lambda key: step_lib.init_state(family=_gan(pair, n), g_tx=_NoOpt(), d_tx=_NoOpt(),
+                                         key=key, batch_size=n, ema=False)
   return jax.jit(init)(jax.random.PRNGKey(0))
 
 
@@ -40,19 +48,19 @@ def test_projection_term_closed_form():
   pair = models_lib.build_models(_model_config('mlp'), data_shape=(2,), num_classes=K,
                                  critic_head='projection')
   state = _init(pair, (2,))
-  params = jax.tree.map(np.asarray, state.d_params)
+  params = jax.tree.map(np.asarray, state.d.params)
   embed = np.arange(K * 6, dtype=np.float32).reshape(K, 6) / 10.0 - 0.5
   params['class_embed']['embeddings'] = embed
   x = np.array([[0.3, -0.2], [1.0, 0.5], [-0.7, 0.1], [0.2, 0.9]], np.float32)
   y = np.array([0, 1, 2, 1], np.int32)
-  scores, _ = pair.d.apply(params, state.d_state, None, x, labels=y, update_stats=False)
+  scores, _ = pair.d.apply(params, state.d.state, None, x, labels=y, update_stats=False)
   phi = x
   for i in range(2):
     phi = np.maximum(phi @ params[f'dense_{i}']['w'] + params[f'dense_{i}']['b'], 0.0)
   linear = phi @ params['dense_out']['w'][:, 0] + params['dense_out']['b'][0]
   np.testing.assert_allclose(scores, linear + np.sum(embed[y] * phi, axis=1), rtol=1e-5,
                              atol=1e-5)
-  label_free, _ = pair.d.apply(params, state.d_state, None, x, update_stats=False)
+  label_free, _ = pair.d.apply(params, state.d.state, None, x, update_stats=False)
   np.testing.assert_allclose(label_free, linear, rtol=1e-5, atol=1e-5)
 
 
@@ -68,11 +76,11 @@ def test_conditional_shapes_and_per_class_outputs(name, shape, head):
   y0 = jnp.arange(4, dtype=jnp.int32) % K  # mixed classes: G's batch norm would remove a
   y1 = (y0 + 1) % K                        # class shift that is constant over the batch
   # Training-mode BN (batch statistics): untrained running statistics saturate the tanh.
-  g = jax.jit(lambda p, y: pair.g.apply(p, state.g_state, None, z, labels=y,
+  g = jax.jit(lambda p, y: pair.g.apply(p, state.g.state, None, z, labels=y,
                                         is_training=True)[0])
-  x0 = g(state.g_params, y0)
+  x0 = g(state.g.params, y0)
   assert x0.shape == (4,) + shape
-  g_params = state.g_params
+  g_params = state.g.params
   if name != 'mlp':  # conditional BN starts at gain 1, bias 0: class-independent
     np.testing.assert_allclose(x0, g(g_params, y1), atol=1e-6)
     g_params = jax.tree_util.tree_map_with_path(
@@ -80,7 +88,7 @@ def test_conditional_shapes_and_per_class_outputs(name, shape, head):
         g_params)
     assert any('gamma' in leaves for leaves in g_params.values())
   assert not np.allclose(g(g_params, y0), g(g_params, y1))
-  d = jax.jit(lambda x, **kw: pair.d.apply(state.d_params, state.d_state, None, x,
+  d = jax.jit(lambda x, **kw: pair.d.apply(state.d.params, state.d.state, None, x,
                                            update_stats=False, **kw)[0],
               static_argnames='with_logits')
   if head == 'acgan':
@@ -90,13 +98,14 @@ def test_conditional_shapes_and_per_class_outputs(name, shape, head):
   else:
     s0, s1 = d(x0, labels=y0), d(x0, labels=y1)
     assert s0.shape == (4,) and not np.allclose(s0, s1)
-    assert 'class_embed' in state.d_state  # spectral norm on the embedding
+    assert 'class_embed' in state.d.state  # spectral norm on the embedding
 
 
 def _abstract_init(pair, data_shape):
+  assert pair.data_shape == tuple(data_shape)
   return jax.eval_shape(lambda key: step_lib.init_state(
-      models=pair, g_tx=_NoOpt(), d_tx=_NoOpt(), key=key, data_shape=data_shape,
-      batch_size=2, ema=False), jax.random.PRNGKey(0))
+      family=_gan(pair, 2), g_tx=_NoOpt(), d_tx=_NoOpt(), key=key, batch_size=2, ema=False),
+      jax.random.PRNGKey(0))
 
 
 @pytest.mark.parametrize('name,shape', [('mlp', (2,)), ('dcgan', (8, 8, 3)),
@@ -235,10 +244,10 @@ def test_acgan_cifar10_builds():
   # (the full step runs in test_acgan_step_metrics_and_labels on toy data, on CPU time).
   run = train.Run(configs_loader.load('wgan_gp', 'cifar10,acgan,smoke'), open_data=False)
   shapes = jax.eval_shape(lambda: step_lib.init_state(
-      models=run.models, g_tx=run.g_tx, d_tx=run.d_tx, key=jax.random.PRNGKey(0),
-      data_shape=run.data_shape, batch_size=2, ema=False))
-  assert shapes.d_params['acgan_out']['w'].shape == (16, 10)
-  assert shapes.g_params['block_up_0/~_bn_relu/bn_1']['gamma'].shape == (10, 16)
+      family=run.family, g_tx=run.g_tx, d_tx=run.d_tx, key=jax.random.PRNGKey(0),
+      batch_size=2, ema=False))
+  assert shapes.d.params['acgan_out']['w'].shape == (16, 10)
+  assert shapes.g.params['block_up_0/~_bn_relu/bn_1']['gamma'].shape == (10, 16)
 
 
 def _critic_d_fake(run, state, batch, fake_labels_of):
@@ -248,9 +257,9 @@ def _critic_d_fake(run, state, batch, fake_labels_of):
   for k in range(run.config.n_critic):
     z = step_lib.sample_z(jax.random.split(keys[k])[0], run.config.batch_size, run.models.z_dim)
     y = fake_labels_of(k, keys[k])
-    fake, _ = run.models.g.apply(state.g_params, state.g_state, None, z, labels=y,
+    fake, _ = run.models.g.apply(state.g.params, state.g.state, None, z, labels=y,
                                  is_training=True)
-    scores, _ = run.models.d.apply(state.d_params, state.d_state, None, fake, labels=y,
+    scores, _ = run.models.d.apply(state.d.params, state.d.state, None, fake, labels=y,
                                    update_stats=False)
     means.append(np.mean(scores))
   return np.mean(means)
@@ -269,7 +278,7 @@ def test_critic_fakes_take_the_real_labels_only_when_a_projection_critic_is_pena
   _, metrics = jax.jit(run.step_fn())(jax.device_put(state), batch)
   real = _critic_d_fake(run, state, batch, lambda k, key: batch['label'][k])
   drawn = _critic_d_fake(run, state, batch, lambda k, key: step_lib.sample_labels(
-      jax.random.fold_in(key, step_lib.LABEL_STREAM), run.config.batch_size, K_TOY))
+      jax.random.fold_in(key, rng.LABEL_STREAM), run.config.batch_size, K_TOY))
   assert abs(real - drawn) > 1e-3  # the labels are visible in the scores
   expected = real if method == 'gp' else drawn
   np.testing.assert_allclose(float(metrics['d_fake']), expected, rtol=1e-5, atol=1e-6)

@@ -24,7 +24,7 @@ from wgan_jax import errors, evaluate, train
 from wgan_jax.data import images as images_lib
 from wgan_jax.eval import fid, image_eval, inception, metrics, reference_stats, sharded, swd
 from wgan_jax.metrics_writer import MetricWriter
-from wgan_jax.state import GanState
+from wgan_jax.state import PlayerState, TrainState
 
 SHA = 'ab' * 32
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,7 +152,7 @@ def test_evaluation_on_four_devices_equals_one_device_and_host_quantisation(file
   assert [e.fakes.batch for e in evaluators] == [8, 2]
   four, one = [e.fakes(state, e.z, None, num_images=12, num_features=10) for e in evaluators]
   host = image_eval.quantize(np.concatenate(
-      [run.sample_fn()(state.g_ema_params, state.g_state, evaluators[1].z[i:i + 2])
+      [run.sample_fn()(state.g_ema_params, state.g.state, evaluators[1].z[i:i + 2])
        for i in range(0, 12, 2)]))
   np.testing.assert_array_equal(images_lib.to_float(one.images), host)
   np.testing.assert_array_equal(four.images, one.images)
@@ -320,8 +320,8 @@ def test_missing_files_fail_before_the_workdir_is_written(tmp_path, files):
 # ----------------------------------------------------------------------------- trainer / CLI
 
 
-def _generator_state(run, seed=0) -> GanState:
-  """A GanState with random generator weights (NumPy-filled: no RNG compilation), EMA = raw."""
+def _generator_state(run, seed=0) -> TrainState:
+  """A TrainState with random generator weights (NumPy-filled: no RNG compilation), EMA = raw."""
   z = jnp.zeros((4, run.models.z_dim))
   labels = {'labels': jnp.zeros(4, jnp.int32)} if run.num_classes else {}
   shapes = jax.eval_shape(lambda: run.models.g.init(jax.random.PRNGKey(0), z, is_training=True,
@@ -330,8 +330,8 @@ def _generator_state(run, seed=0) -> GanState:
   params = jax.tree.map(lambda s: jnp.asarray(0.05 * rng.standard_normal(s.shape), s.dtype),
                         shapes[0])
   g_state = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes[1])
-  return GanState(step=jnp.zeros((), jnp.int32), g_params=params, g_state=g_state, d_params=None,
-                  d_state=None, g_opt_state=None, d_opt_state=None, g_ema_params=params)
+  return TrainState(step=jnp.zeros((), jnp.int32), g=PlayerState(params, g_state, None), d=None,
+                    g_ema_params=params)
 
 
 def test_trainer_evaluator_and_evaluate_cli_core_agree(tmp_path, files, monkeypatch):
@@ -459,7 +459,7 @@ def test_intra_fid_of_a_conditional_generator(tmp_path, files):
   sample = run.sample_fn()
   per_class = []
   for c in range(2):
-    fake = sample(state.g_ema_params, state.g_state, evaluator.z_intra, jnp.full(4, c))
+    fake = sample(state.g_ema_params, state.g.state, evaluator.z_intra, jnp.full(4, c))
     fake = image_eval.quantize(fake)  # generated images are scored on the uint8 levels
     per_class.append(fid.frechet_distance(*fid.statistics(features(fake)[0]),
                                           reference.class_mu[c], reference.class_sigma[c]))

@@ -59,8 +59,8 @@ def test_strategies_agree_on_toy_configs(file):
     losses, state = results[name]
     np.testing.assert_allclose(losses, single, rtol=RTOL, atol=ATOL, err_msg=name)
     # Spectral-norm state (sngan): the same sigma per layer, u the same direction.
-    for layer, leaves in jax.device_get(single_state.d_state).items():
-      other = jax.device_get(state.d_state)[layer]
+    for layer, leaves in jax.device_get(single_state.d.state).items():
+      other = jax.device_get(state.d.state)[layer]
       np.testing.assert_allclose(other['sigma'], leaves['sigma'], rtol=RTOL)
       assert abs(float(np.dot(other['u'], leaves['u']))) > 0.999
 
@@ -82,8 +82,8 @@ def test_generator_batch_norm_uses_global_batch_statistics():
     losses, state = _losses('wgan_gp', 'gaussians8', name, 3, **overrides)
     np.testing.assert_allclose(losses, single, rtol=RTOL, atol=ATOL, err_msg=name)
     # The moving statistics come from the global batch too (per-device ones are ~0.1 off).
-    chex.assert_trees_all_close(jax.device_get(state.g_state),
-                                jax.device_get(single_state.g_state), rtol=1e-2, atol=1e-3)
+    chex.assert_trees_all_close(jax.device_get(state.g.state),
+                                jax.device_get(single_state.g.state), rtol=1e-2, atol=1e-3)
 
 
 def test_cross_device_batch_norm_equals_global_batch_norm():
@@ -93,10 +93,10 @@ def test_cross_device_batch_norm_equals_global_batch_norm():
   state = jax.device_get(run.init_state())
   z = jax.random.normal(jax.random.PRNGKey(1), (16, 2)) * 3.0 + 1.0
   apply = lambda models: np.asarray(jax.pmap(
-      lambda z_: models.g.apply(state.g_params, state.g_state, None, z_, is_training=True)[0],
+      lambda z_: models.g.apply(state.g.params, state.g.state, None, z_, is_training=True)[0],
       axis_name=parallel.AXIS)(z.reshape(4, 4, 2))).reshape(16, 2)
-  expected, _ = run.models.g.apply(state.g_params, state.g_state, None, z, is_training=True)
-  np.testing.assert_allclose(apply(run.step_models), expected, rtol=1e-5, atol=1e-6)
+  expected, _ = run.models.g.apply(state.g.params, state.g.state, None, z, is_training=True)
+  np.testing.assert_allclose(apply(run.step_family.models), expected, rtol=1e-5, atol=1e-6)
   assert np.max(np.abs(apply(run.models) - expected)) > 1e-2  # per-device statistics differ
 
 
@@ -165,13 +165,13 @@ def test_first_matching_rule_wins_over_full_paths():
 
 def test_paths_are_slash_joined_key_paths_of_the_gan_state():
   import optax
-  from wgan_jax.state import GanState
+  from wgan_jax.state import PlayerState, TrainState
   params = {'conv_0': {'w': jnp.zeros((3, 3))}}
-  state = GanState(jnp.zeros(()), params, {}, params, {}, optax.adam(1.0).init(params), (),
-                   None)
+  state = TrainState(jnp.zeros(()), PlayerState(params, {}, optax.adam(1.0).init(params)),
+                     PlayerState(params, {}, ()), None)
   paths = [parallel.leaf_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
-  assert paths == ['step', 'g_params/conv_0/w', 'd_params/conv_0/w', 'g_opt_state/0/count',
-                   'g_opt_state/0/mu/conv_0/w', 'g_opt_state/0/nu/conv_0/w']
+  assert paths == ['step', 'g_params/conv_0/w', 'g_opt_state/0/count',
+                   'g_opt_state/0/mu/conv_0/w', 'g_opt_state/0/nu/conv_0/w', 'd_params/conv_0/w']
 
 
 def test_fsdp_rule_shards_the_largest_divisible_dimension_above_the_threshold():

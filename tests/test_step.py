@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from wgan_jax import lipschitz, optim, train
+from wgan_jax import families, lipschitz, optim, train
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
-from wgan_jax.state import GanState
+from wgan_jax.state import PlayerState, TrainState
 
 from tests import configs_loader
 
@@ -66,8 +66,8 @@ def test_critic_gap_matches_definition():
   gaps = []
   for k in range(run.config.n_critic):
     z = jax.random.normal(jax.random.split(keys[k])[0], (run.config.batch_size, 2))
-    fake, _ = run.models.g.apply(state.g_params, state.g_state, None, z, is_training=True)
-    d = lambda x: run.models.d.apply(state.d_params, state.d_state, None, x,
+    fake, _ = run.models.g.apply(state.g.params, state.g.state, None, z, is_training=True)
+    d = lambda x: run.models.d.apply(state.d.params, state.d.state, None, x,
                                      update_stats=False)[0]
     gaps.append(jnp.mean(d(batch[k])) - jnp.mean(d(fake)))
   np.testing.assert_allclose(history[0]['critic_gap'], np.mean(gaps), rtol=1e-5, atol=1e-7)
@@ -76,7 +76,7 @@ def test_critic_gap_matches_definition():
 def test_clip_keeps_every_critic_weight_in_bounds():
   run = _run(file='wgan', **{'optim.d.lr': 0.5})  # huge steps: clipping must bind
   state, _ = _steps(run, 2)
-  leaves = jax.tree.leaves(state.d_params)
+  leaves = jax.tree.leaves(state.d.params)
   assert max(float(jnp.max(jnp.abs(p))) for p in leaves) == pytest.approx(0.01)
 
 
@@ -91,11 +91,11 @@ def _sngan_frozen_step():
 
 def test_spectral_state_advances_once_per_critic_update():
   run, state0, state1, history = _sngan_frozen_step()
-  u0 = state0.d_state
+  u0 = state0.d.state
   # lr 0: W is constant, so n_critic updating passes = n_critic power iterations on u.
   n = run.config.n_critic
-  for module, leaves in jax.device_get(state1.d_state).items():
-    w = jax.device_get(state1.d_params)[module]['w']
+  for module, leaves in jax.device_get(state1.d.state).items():
+    w = jax.device_get(state1.d.params)[module]['w']
     w_mat = w.reshape(-1, w.shape[-1])
     expected = lipschitz.power_iteration(w_mat, u0[module]['u'], n_iters=n)
     np.testing.assert_allclose(leaves['u'], expected, rtol=1e-5, atol=1e-6)
@@ -109,9 +109,9 @@ def test_ema_tracks_generator_weights():
       pytest.approx(9.0)
   run = _run(**{'ema_decay': 0.9})
   state0 = run.init_state()
-  g0 = jax.device_get(state0.g_params)
+  g0 = jax.device_get(state0.g.params)
   state1, _ = _steps(run, 1, state0)
-  expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, g0, jax.device_get(state1.g_params))
+  expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, g0, jax.device_get(state1.g.params))
   chex.assert_trees_all_close(state1.g_ema_params, expected, rtol=1e-6)
   assert _run().init_state().g_ema_params is None
 
@@ -126,12 +126,12 @@ def test_generator_loss_uses_the_stored_critic_state():
   (the generator's pass through a spectrally normalised critic must not power-iterate)."""
   run, state0, state1, history = _sngan_frozen_step()
   z = step_lib.sample_z(_step_keys(run)[-1], run.step_config.g_batch_size, run.models.z_dim)
-  fake, _ = run.models.g.apply(state0.g_params, state0.g_state, None, z, is_training=True)
-  d_fake, _ = run.models.d.apply(state1.d_params, state1.d_state, None, fake,
+  fake, _ = run.models.g.apply(state0.g.params, state0.g.state, None, z, is_training=True)
+  d_fake, _ = run.models.d.apply(state1.d.params, state1.d.state, None, fake,
                                  update_stats=False)
   np.testing.assert_allclose(history[0]['g_loss'], -jnp.mean(d_fake), rtol=1e-5, atol=1e-7)
   # The same with one more power iteration is measurably different (the test can fail).
-  d_ahead, _ = run.models.d.apply(state1.d_params, state1.d_state, None, fake,
+  d_ahead, _ = run.models.d.apply(state1.d.params, state1.d.state, None, fake,
                                   update_stats=True)
   assert abs(float(jnp.mean(d_ahead) - jnp.mean(d_fake))) > 0.01 * abs(float(jnp.mean(d_fake)))
 
@@ -145,13 +145,13 @@ def test_gradient_penalty_uses_the_critic_state_of_its_update():
   state1, history = _steps(run, 1, jax.device_put(state0))
   z_key, penalty_key = jax.random.split(_step_keys(run)[0])
   b = run.config.batch_size
-  fake, _ = run.models.g.apply(state0.g_params, state0.g_state, None,
+  fake, _ = run.models.g.apply(state0.g.params, state0.g.state, None,
                                step_lib.sample_z(z_key, b, run.models.z_dim), is_training=True)
   alpha = jax.random.uniform(penalty_key, (b,), jnp.float32)
   real = run.batch(0)['x'][0]
 
   def penalty(update_stats):
-    d_fn = lambda x: run.models.d.apply(state1.d_params, state1.d_state, None, x,
+    d_fn = lambda x: run.models.d.apply(state1.d.params, state1.d.state, None, x,
                                         update_stats=update_stats)[0]
     return lipschitz.gradient_penalty(d_fn, real=real, fake=fake, alpha=alpha)[0]
 
@@ -225,12 +225,12 @@ def test_warmup_step_makes_k_critic_updates():
                               'n_critic_warmup_steps': 1, 'n_critic_warmup_every': 0})
   assert [step_lib.critic_updates_at(t, run.schedule) for t in range(3)] == [7, 2, 2]
   state0 = run.init_state()
-  u0 = jax.device_get(state0.d_state)
+  u0 = jax.device_get(state0.d.state)
   batch = run.batch(0)
   assert batch['x'].shape[:2] == (7, run.config.batch_size)
   state1, _ = run.train_steps()(0)(state0, batch)
-  params = jax.device_get(state1.d_params)
-  for module, leaves in jax.device_get(state1.d_state).items():
+  params = jax.device_get(state1.d.params)
+  for module, leaves in jax.device_get(state1.d.state).items():
     w = params[module]['w'].reshape(-1, params[module]['w'].shape[-1])
     expected = lipschitz.power_iteration(w, u0[module]['u'], n_iters=7)
     np.testing.assert_allclose(leaves['u'], expected, rtol=1e-5, atol=1e-6)
@@ -335,30 +335,31 @@ def test_critic_batch_norm_state_advances_only_in_critic_updates():
   cfg = step_lib.StepConfig(n_critic=k, batch_size=b, g_batch_size=b, z_dim=4, seed=3,
                             ema_decay=0.0)
   plan = lipschitz.make_plan(ml_collections.ConfigDict(dict(method='none')))
-  step = jax.jit(step_lib.make_train_step(models=pair, loss=losses.get_loss('wasserstein'),
+  family = families.build_gan(models=pair, loss=losses.get_loss('wasserstein'), cfg=cfg)
+  step = jax.jit(step_lib.make_train_step(family=family, loss=losses.get_loss('wasserstein'),
                                           plan=plan, g_tx=optax.sgd(0.0), d_tx=optax.sgd(0.0),
                                           cfg=cfg))
   state = jax.eval_shape(lambda key: step_lib.init_state(
-      models=pair, g_tx=optax.sgd(0.0), d_tx=optax.sgd(0.0), key=key, data_shape=(8, 8, 3),
-      batch_size=b, ema=False), jax.random.PRNGKey(0))
-  state = state._replace(step=np.zeros((), np.int32), g_params=_filled(state.g_params, 2),
-                         d_params=_filled(state.d_params, 3),
-                         g_state=jax.tree.map(np.abs, _filled(state.g_state, 4, 1.0)),
-                         d_state=jax.tree.map(np.abs, _filled(state.d_state, 5, 1.0)),
-                         g_opt_state=_filled(state.g_opt_state, 6),
-                         d_opt_state=_filled(state.d_opt_state, 7))
+      family=family, g_tx=optax.sgd(0.0), d_tx=optax.sgd(0.0), key=key, batch_size=b,
+      ema=False), jax.random.PRNGKey(0))
+  state = state._replace(
+      step=np.zeros((), np.int32),
+      g=PlayerState(_filled(state.g.params, 2), jax.tree.map(np.abs, _filled(state.g.state, 4, 1.0)),
+                    _filled(state.g.opt_state, 6)),
+      d=PlayerState(_filled(state.d.params, 3), jax.tree.map(np.abs, _filled(state.d.state, 5, 1.0)),
+                    _filled(state.d.opt_state, 7)))
   real = np.stack([_images(10 + i, b) for i in range(k)])
   new_state, metrics = step(state, {'x': real})
   keys = jax.random.split(step_lib.step_key(cfg.seed, 0), k + 1)
-  g = lambda z: g_apply(state.g_params, state.g_state, None, z)[0]
-  d_state = state.d_state
+  g = lambda z: g_apply(state.g.params, state.g.state, None, z)[0]
+  d_state = state.d.state
   for i in range(k):
     fake = g(step_lib.sample_z(jax.random.split(keys[i])[0], b, 4))
-    _, d_state = apply(state.d_params, d_state, None, jnp.concatenate([real[i], fake]),
+    _, d_state = apply(state.d.params, d_state, None, jnp.concatenate([real[i], fake]),
                        update_stats=True, batch_groups=2)
-  assert not np.allclose(d_state['bn_1']['mean'], state.d_state['bn_1']['mean'])
-  chex.assert_trees_all_close(new_state.d_state, d_state, rtol=1e-5, atol=1e-6)
-  scores, _ = apply(state.d_params, d_state, None, g(step_lib.sample_z(keys[-1], b, 4)),
+  assert not np.allclose(d_state['bn_1']['mean'], state.d.state['bn_1']['mean'])
+  chex.assert_trees_all_close(new_state.d.state, d_state, rtol=1e-5, atol=1e-6)
+  scores, _ = apply(state.d.params, d_state, None, g(step_lib.sample_z(keys[-1], b, 4)),
                     update_stats=False)
   np.testing.assert_allclose(metrics['g_loss'], -np.mean(scores), rtol=1e-5, atol=1e-6)
 

@@ -1,6 +1,6 @@
 """Checkpoints with orbax (the only module that imports it): save, resume, compatibility.
 
-Layout: <workdir>/checkpoints/<step>/{state, meta}. `state` is the whole GanState (both
+Layout: <workdir>/checkpoints/<step>/{state, meta}. `state` is the whole TrainState (both
 players' parameters and optimizer states, spectral-norm and batch-norm state, EMA weights,
 the step); `meta` is JSON: the resolved config (`config`, the source of truth for resume
 checks and for sampling; <workdir>/config.json is a readable copy) and the data position.
@@ -26,12 +26,13 @@ import signal
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from wgan_jax import state as state_lib
 from wgan_jax import workdir as workdir_lib
 from wgan_jax.errors import CheckpointError, DiskFull, WorkdirError, is_disk_full
 
@@ -50,6 +51,7 @@ ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
               'data.image_size': 0, 'data.channels': 0}
 ADDED_KEYS.update({'optim.g.decay_start_step': 0, 'optim.d.decay_start_step': 0})
 ADDED_KEYS.update({'ema_start': 0, 'ortho_reg': 0.0})  # BigGAN's (configs/biggan.py)
+ADDED_KEYS.update({'family': 'gan'})  # wgan_jax.families
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:
@@ -202,7 +204,7 @@ def _path_str(path) -> str:
       if hasattr(key, attr):
         parts.append(str(getattr(key, attr)))
         break
-  return '.'.join(parts)
+  return '.'.join(state_lib.path_names(parts))
 
 
 def _leaf_shapes(tree) -> dict:
@@ -218,6 +220,13 @@ def tree_mismatches(saved_metadata, abstract_state) -> list[str]:
   out += [f'{k}: checkpoint {saved[k]} vs model {want[k]}'
           for k in sorted(set(saved) & set(want)) if saved[k] != want[k]]
   return out
+
+
+def is_flat_layout(tree) -> bool:
+  """Whether a checkpoint's state tree has the layout of before PlayerState (top-level
+  g_params, d_params, ...: wgan_jax.state.FLAT_FIELDS); such checkpoints restore into
+  today's TrainState."""
+  return isinstance(tree, Mapping) and 'g_params' in tree
 
 
 class Checkpointer:
@@ -246,7 +255,7 @@ class Checkpointer:
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
   def restore(self, step: int, abstract_state):
-    """The GanState saved at `step`, placed as `abstract_state` (ShapeDtypeStructs with
+    """The TrainState saved at `step`, placed as `abstract_state` (ShapeDtypeStructs with
     shardings) says: a checkpoint saved on another device count or strategy restores onto
     this one. Raises WorkdirError for a checkpoint of another model, CheckpointError for
     one whose files do not read (truncated, missing)."""
@@ -260,6 +269,9 @@ class Checkpointer:
     if not tree:
       raise CheckpointError(f'checkpoint {step} in {self.workdir!r} does not read (its '
                             f'state/_METADATA file is missing or empty)')
+    flat = is_flat_layout(tree)  # written before the state was grouped per player
+    if flat:
+      abstract_state = state_lib.to_flat_layout(abstract_state)
     mismatches = tree_mismatches(tree, abstract_state)
     if mismatches:
       raise WorkdirError(
@@ -273,7 +285,8 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except
         raise CheckpointError(f'checkpoint {step} in {self.workdir!r} does not read '
                               f'({_read_error(e)})') from None
-    return restored.state, restored.meta
+    state = state_lib.from_flat_layout(restored.state) if flat else restored.state
+    return state, restored.meta
 
   def restore_newest(self, abstract_state, *, on_skip: Callable[[int, str], None]):
     """(state, meta, step) of the newest checkpoint that reads and holds only finite values,

@@ -41,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every config file (WGAN-GP-like; each file sets its recipe)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # The model family (wgan_jax.families): gan | bigan | cyclegan | wae_gan | wae_mmd | vae.
+  c.family = 'gan'
   c.total_steps = 100_000           # generator updates
   c.batch_size = 64                 # global critic batch (real and fake each)
   c.g_batch_size = 0                # generator-update batch; 0: same as batch_size

@@ -53,11 +53,11 @@ def _append_metrics(workdir: str, step: int, record: dict) -> None:
 
 def evaluate_state(run, state, step: int, workdir: Optional[str], *, settings=None,
                    real_source=None) -> dict:
-  """Scores of `state` (a GanState of `run`) with their protocol; written into `workdir`.
+  """Scores of `state` (a TrainState of `run`) with their protocol; written into `workdir`.
 
   Args:
     run: a wgan_jax.train.Run (data source optional: SWD uses `real_source` or run.source).
-    state: the GanState to evaluate.
+    state: the TrainState to evaluate.
     step: its generator step (the key in scores.json).
     workdir: where scores.json, metrics.jsonl and TensorBoard events go (None: nowhere).
     settings: the evaluation settings (default `eval_settings(run.config)`).

@@ -8,6 +8,8 @@ Shape glossary:
   u      the power-iteration vector of a weight, [n_out]
 
 The critic is a function `d_fn(x) -> scores [B]` closed over its parameters and state;
+x may also be a pair (a pytree of [B, ...] leaves, BiGAN's (x, z)): the penalties then
+interpolate each leaf with the same weight and take the gradient norm over the whole pair.
 the penalties differentiate it with respect to its input. They never update the
 critic's state: `d_fn` must be the critic's non-updating forward pass.
 """
@@ -46,16 +48,27 @@ def _input_gradients(d_fn: Callable, x):
   return jax.grad(lambda x_: jnp.sum(d_fn(x_)))(x)
 
 
+def _per_example_square_norm(g):
+  """Sum over non-batch axes (and over the leaves of a pair input) of g^2, [B]."""
+  leaves = [jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=-1) for x in jax.tree.leaves(g)]
+  total = leaves[0]
+  for leaf in leaves[1:]:
+    total = total + leaf
+  return total
+
+
 def _per_example_norm(g):
   """sqrt(sum over non-batch axes of g^2 + eps), [B]."""
-  g = g.reshape(g.shape[0], -1)
-  return jnp.sqrt(jnp.sum(jnp.square(g), axis=-1) + NORM_EPS)
+  return jnp.sqrt(_per_example_square_norm(g) + NORM_EPS)
 
 
 def interpolate(*, real, fake, alpha):
-  """x_hat = alpha * real + (1 - alpha) * fake with alpha [B] broadcast per example."""
-  alpha = alpha.reshape((-1,) + (1,) * (real.ndim - 1))
-  return alpha * real + (1.0 - alpha) * fake
+  """x_hat = alpha * real + (1 - alpha) * fake with alpha [B] broadcast per example (leaf by
+  leaf for pair inputs, one alpha per example)."""
+  def mix(r, f):
+    a = alpha.reshape((-1,) + (1,) * (r.ndim - 1))
+    return a * r + (1.0 - a) * f
+  return jax.tree.map(mix, real, fake)
 
 
 def gradient_penalty(d_fn: Callable, *, real, fake, alpha, target: float = 1.0,
@@ -93,8 +106,7 @@ def r1_penalty(d_fn: Callable, *, real):
   Returns:
     (penalty scalar, gradient norms [B]).
   """
-  g = _input_gradients(d_fn, real)
-  sq = jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=-1)
+  sq = _per_example_square_norm(_input_gradients(d_fn, real))
   return jnp.mean(sq), jnp.sqrt(sq + NORM_EPS)
 
 

@@ -12,16 +12,18 @@ global batch. `jit` gets this from XLA's partitioner (batch sharded over every a
 2-D mesh (data, fsdp), state leaves placed by the sharding rules); `pmap` from `lax.pmean`
 over the axis `data` and cross-replica batch norm.
 
-The canonical state (what is checkpointed and sampled from) is the unreplicated GanState as
+The canonical state (what is checkpointed and sampled from) is the unreplicated TrainState as
 global jax.Arrays: under `jit` each leaf sharded as the rules say (replicated by default),
 otherwise replicated over the 1-D mesh; `pmap` keeps a stacked per-device copy while training.
 
 Sharding rules (parallel.sharding_rules, `jit` only): an ordered tuple of 'REGEX=SPEC'
 strings, the first REGEX that matches (re.fullmatch) a leaf's path wins; leaves no rule
 matches are replicated. A path is the leaf's jax.tree_util key path joined by '/': the
-GanState field, then dict keys, tuple indices and NamedTuple fields, e.g.
-`d_params/conv_0/w`, `g_opt_state/0/mu/<module>/w`, `g_ema_params/<module>/b`,
-`d_state/<module>/u` (haiku module names themselves contain '/'). SPEC is
+TrainState field, then dict keys, tuple indices and NamedTuple fields, with a player's
+field joined to the player's name by '_' (`g/params` -> `g_params`: the paths rules were
+written for before the state was grouped per player), e.g. `d_params/conv_0/w`,
+`g_opt_state/0/mu/<module>/w`, `g_ema_params/<module>/b`, `d_state/<module>/u`,
+`extra/...` (haiku module names themselves contain '/'). SPEC is
   fsdp        the built-in rule: the leaf's largest dimension that the `fsdp` axis size
               divides (ties: the later one) is sharded over `fsdp`; leaves smaller than
               parallel.fsdp_min_bytes, or with no such dimension, are replicated
@@ -43,6 +45,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from wgan_jax import state as state_lib
 from wgan_jax.errors import ConfigError
 from wgan_jax.registry import lookup
 
@@ -153,8 +156,10 @@ def parse_rules(rules: Sequence[str]) -> list:
 
 
 def leaf_path(key_path) -> str:
-  """A jax.tree_util key path -> 'g_opt_state/0/mu/conv_0/w' (the rules' match string)."""
-  return jax.tree_util.keystr(tuple(key_path), simple=True, separator='/')
+  """A jax.tree_util key path -> 'g_opt_state/0/mu/conv_0/w' (the rules' match string; a
+  PlayerState field joined to its player: g/opt_state -> g_opt_state)."""
+  names = [jax.tree_util.keystr((key,), simple=True) for key in key_path]
+  return '/'.join(state_lib.path_names(names))
 
 
 def fsdp_spec(shape, nbytes: int, fsdp_size: int, min_bytes: int):

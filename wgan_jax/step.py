@@ -33,21 +33,14 @@ b = B / num_shards examples; noise and interpolation weights are still drawn for
 global batch and sliced, and gradients and metrics are averaged over the devices, so the
 step computes the same numbers whatever the device count.
 
-Class-conditional runs (models.num_classes > 0): real labels come from the batch, fake
-labels are drawn uniformly per example (for the global batch, sliced like z) from
-fold_in(key, LABEL_STREAM), so unconditional runs draw exactly the numbers they drew before.
-A projection critic trained with a penalty (gp, r1) is an exception in its critic updates:
-their fakes are generated with the real labels of the same update, so that the penalty's
-interpolate a * real_i + (1 - a) * fake_i joins two examples of class y_i, the class it is
-scored as (Gulrajani et al. 2017, gan_cifar_resnet.py: the critic's fakes are
-Generator(labels_splits[i]), the real labels, and the interpolates are scored with them;
-Mescheder et al. 2018 train the conditional R1 critic the same way). The generator update
-and every other conditional run keep uniformly drawn labels (sngan_projection's updater
-draws them for both players) and draw exactly the numbers they drew before.
-With critic head 'acgan' the critic adds acgan_d_weight * CE(classifier(real), real labels)
-(AC-WGAN-GP, Gulrajani et al. 2017, gan_cifar_resnet.py: real examples only) and the
-generator acgan_g_weight * CE(classifier(fake), sampled labels); the gradient penalty sees
-only the adversarial scores.
+Families (wgan_jax.families, config.family): what the critic sees as real and as fake in
+each critic update (a CriticView), and the generator side's objective, are the family's;
+this step runs them all: the critic updates train the critic side on the family's views
+with the configured loss and Lipschitz method, then one update trains the generator side
+(G, with BiGAN's / the auto-encoders' encoder or CycleGAN's inverse map) on the family's
+objective. Families without a critic (vae, wae_mmd) make no critic update (n_critic 1: one
+real batch per step, read by the generator side). Which labels each network takes in
+class-conditional runs is decided in wgan_jax.families.gan.
 
 BigGAN's extras (Brock et al. 2019): cfg.ortho_reg > 0 adds ortho_reg *
 losses.ortho_penalty(g_params) to the generator's objective (metric ortho_penalty); the EMA
@@ -61,10 +54,11 @@ import optax
 
 from wgan_jax import lipschitz, losses
 from wgan_jax.data.source import LEVELS
-from wgan_jax.rng import FLIP_STREAM, LABEL_STREAM, step_key
+from wgan_jax.families.base import sample_labels, sample_z  # pylint: disable=unused-import
+from wgan_jax.rng import FLIP_STREAM, step_key
 from wgan_jax.losses import GanLoss
 from wgan_jax.parallel import local_slice, mean_over_devices
-from wgan_jax.state import GanState
+from wgan_jax.state import PlayerState, TrainState
 
 Metrics = dict[str, jax.Array]
 
@@ -87,6 +81,7 @@ class StepConfig(NamedTuple):
   random_flip: bool = False        # flip each real image horizontally with probability 1/2
   ortho_reg: float = 0.0           # beta of G's orthogonal regularisation (0: off)
   ema_start: int = 0               # generator updates before which the EMA copies the weights
+  critic_penalised: bool = False   # the Lipschitz method is a penalty (gp, r1)
 
 
 class CriticSchedule(NamedTuple):
@@ -128,21 +123,6 @@ def critic_updates_before(step: int, s: CriticSchedule) -> int:
   return (step - warm) * s.n_critic + warm * s.warmup
 
 
-def sample_z(key, n: int, z_dim: int) -> jax.Array:
-  """Generator noise z ~ N(0, I), [n, Z]."""
-  return jax.random.normal(key, (n, z_dim), jnp.float32)
-
-
-def sample_labels(key, n: int, num_classes: int) -> jax.Array:
-  """Fake-example classes y ~ U{0, ..., C - 1}, int32 [n]."""
-  return jax.random.randint(key, (n,), 0, num_classes, jnp.int32)
-
-
-def class_cross_entropy(logits, labels) -> jax.Array:
-  """Mean softmax cross-entropy of logits [n, C] against int labels [n]."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-
 def _sigma_metrics(d_state) -> Metrics:
   """'sigma/<layer>' for every spectrally normalised critic layer."""
   return {f'sigma/{module}': leaves['sigma'] for module, leaves in d_state.items()
@@ -169,79 +149,77 @@ def ema_decay_at(step: jax.Array, *, decay: float, start: int) -> jax.Array:
 
 
 class CriticCarry(NamedTuple):
-  """What a critic update changes: parameters, model state, optimizer state."""
-  d_params: Any
-  d_state: Any
-  d_opt_state: Any
+  """What a critic update changes: the critic side, and the family's `extra`."""
+  d: PlayerState
+  extra: Any = None
+
+
+def _concat(a, b):
+  """[a; b] leaf by leaf along the batch axis."""
+  return jax.tree.map(lambda u, v: jnp.concatenate([u, v]), a, b)
+
+
+def _batch_size(tree) -> int:
+  return jax.tree.leaves(tree)[0].shape[0]
 
 
 def make_critic_update(*, d_apply, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                        d_tx: optax.GradientTransformation, axis_name: Optional[str] = None,
-                       num_shards: int = 1, critic_head: str = 'none',
-                       acgan_weight: float = 1.0, batch_norm: bool = False):
-  """One critic update on given real and fake batches (the generator is not involved).
+                       num_shards: int = 1, batch_norm: bool = False):
+  """One critic update on a family's CriticView (the generator side is not involved).
 
-  Returns critic_update(carry: CriticCarry, *, real, fake, key) -> (carry, metrics): the
-  critic loss (objective + weight * penalty) is differentiated, the optimizer applied, and
-  the weights projected when the method is `clip`. Real and fake go through the critic in
-  one forward pass, the only pass that advances the critic's state (spectral-norm vectors,
-  batch-norm moving averages); the penalty's forward passes use that new state without
-  changing it. A critic with batch norm (batch_norm=True) normalises the real and the fake
-  half of that pass each with its own statistics (batch_groups=2). `key` draws the interpolation
-  weights of the gradient penalty (for the global batch, of which this device takes its
-  slice under pmap). With axis_name set, gradients and metrics are device means.
-
-  Class-conditional critics take real_labels and fake_labels (int [B]): a 'projection'
-  critic scores each example with its class (the penalty's interpolates with the real
-  labels, which the train step also gives the fakes when penalised); an 'acgan' critic adds
-  acgan_weight * CE on the real examples (metrics acgan/d_ce, acgan/real_acc).
+  Returns critic_update(player: PlayerState, view: families.CriticView, *, key) ->
+  (player, metrics): the critic loss (objective + weight * penalty, plus the view's extra
+  term) is differentiated, the optimizer applied, and the weights projected when the method
+  is `clip`. Real and fake go through the critic in one forward pass, the only pass that
+  advances the critic's state (spectral-norm vectors, batch-norm moving averages); the
+  penalty's forward passes use that new state without changing it. A critic with batch
+  norm (batch_norm=True) normalises the real and the fake half of that pass each with its
+  own statistics (batch_groups=2). `key` draws the interpolation weights of the gradient
+  penalty (for the global batch, of which this device takes its slice under pmap); inputs
+  that are pairs (BiGAN's (x, z)) are interpolated leaf by leaf with one weight per example
+  and the gradient norm is taken over the whole pair. With axis_name set, gradients and
+  metrics are device means.
   """
-  labelled = critic_head == 'projection'
   groups = {'batch_groups': 2} if batch_norm else {}  # real and fake: own statistics
 
-  def critic_update(carry: CriticCarry, *, real, fake, key, real_labels=None,
-                    fake_labels=None):
-    B = real.shape[0]
-    alpha = local_slice(jax.random.uniform(key, (B * num_shards,), real.dtype),
+  def critic_update(player: PlayerState, view, *, key):
+    real, fake = view.real, view.fake
+    B = _batch_size(real)
+    dtype = jax.tree.leaves(real)[0].dtype
+    alpha = local_slice(jax.random.uniform(key, (B * num_shards,), dtype),
                         axis_name=axis_name, size=B)
-    cond = {'labels': jnp.concatenate([real_labels, fake_labels])} if labelled else {}
-    if critic_head == 'acgan':
-      cond = {'with_logits': True}
 
     def d_loss_fn(d_params):
-      out, new_d_state = d_apply(d_params, carry.d_state, None,
-                                 jnp.concatenate([real, fake]), update_stats=True, **cond,
-                                 **groups)
-      scores, logits = out if critic_head == 'acgan' else (out, None)
+      out, new_d_state = d_apply(d_params, player.state, None, _concat(real, fake),
+                                 update_stats=True, **(view.kwargs or {}), **groups)
+      scores, extra_term, extra_metrics = (out, None, {}) if view.read is None else view.read(out)
       d_real, d_fake = scores[:B], scores[B:]
       objective = loss.d(d_real=d_real, d_fake=d_fake)
       aux = {'critic_gap': jnp.mean(d_real) - jnp.mean(d_fake),
              'd_real': jnp.mean(d_real), 'd_fake': jnp.mean(d_fake), 'd_objective': objective}
       total = objective
-      if logits is not None:
-        d_ce = class_cross_entropy(logits[:B], real_labels)
-        total = total + acgan_weight * d_ce
-        aux.update({'acgan/d_ce': d_ce, 'acgan/real_acc': jnp.mean(
-            (jnp.argmax(logits[:B], axis=-1) == real_labels).astype(jnp.float32))})
+      if extra_term is not None:
+        total = total + extra_term
+        aux.update(extra_metrics)
       if plan.penalty is not None:
-        gp_cond = {'labels': real_labels} if labelled else {}
         d_fn = lambda x: d_apply(d_params, new_d_state, None, x, update_stats=False,
-                                 **gp_cond)[0]
+                                 **(view.penalty_kwargs or {}))[0]
         penalty, norms = plan.penalty(d_fn, real=real, fake=fake, alpha=alpha)
         total = total + plan.weight * penalty
         aux.update(penalty=penalty, penalty_grad_norm=jnp.mean(norms))
       return total, (new_d_state, aux)
 
     (d_loss, (d_state, aux)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-        carry.d_params)
+        player.params)
     grads = mean_over_devices(grads, axis_name)
-    updates, d_opt_state = d_tx.update(grads, carry.d_opt_state, carry.d_params)
-    d_params = optax.apply_updates(carry.d_params, updates)
+    updates, d_opt_state = d_tx.update(grads, player.opt_state, player.params)
+    d_params = optax.apply_updates(player.params, updates)
     if plan.clip_value is not None:
       d_params = lipschitz.clip_weights(d_params, clip_value=plan.clip_value)
     metrics = mean_over_devices(dict(aux, d_loss=d_loss), axis_name)
     metrics['d_grad_norm'] = optax.tree.norm(grads)
-    return CriticCarry(d_params, d_state, d_opt_state), metrics
+    return PlayerState(d_params, d_state, d_opt_state), metrics
 
   return critic_update
 
@@ -265,13 +243,26 @@ def flip_images(images: jax.Array, flips: jax.Array) -> jax.Array:
   return jnp.where(flips[:, None, None, None], images[:, :, ::-1], images)
 
 
-def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
+def real_examples(batch: dict) -> dict:
+  """The real examples of a batch as the families read them: {'x': [K, B, ...] float32,
+  'label': int32 [K, B] (conditional runs)}; two-domain batches also 'x_b' (domain B, from
+  'x_b' or 'index_b' / 'table_b' as real_images reads domain A)."""
+  real = {'x': real_images(batch)}
+  if 'label' in batch:
+    real['label'] = batch['label']
+  if 'x_b' in batch or 'index_b' in batch:
+    real['x_b'] = real_images({k[:-2]: v for k, v in batch.items() if k.endswith('_b')})
+  return real
+
+
+def make_train_step(*, family, loss: GanLoss, plan: lipschitz.LipschitzPlan,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    cfg: StepConfig) -> Callable[[GanState, dict], tuple[GanState, Metrics]]:
+                    cfg: StepConfig) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
   """Builds the pure train step `(state, batch) -> (state, metrics)` (jit it outside).
 
   Args:
-    models: a wgan_jax.models.ModelPair (g, d haiku transforms with state, z_dim).
+    family: a wgan_jax.families.Family (what the critic sees, the generator side's
+      objective).
     loss: the objective, a wgan_jax.losses.GanLoss.
     plan: the Lipschitz method, a wgan_jax.lipschitz.LipschitzPlan.
     g_tx, d_tx: the players' optax optimizers.
@@ -281,99 +272,69 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
     are means over the n_critic updates; `all_finite` is 1.0 when the metrics and the new
     state hold no NaN or infinity, else 0.0.
   """
-  g_apply, d_apply = models.g.apply, models.d.apply
-  num_classes, head = models.num_classes, models.critic_head
-  critic_update = make_critic_update(d_apply=d_apply, loss=loss, plan=plan, d_tx=d_tx,
+  has_critic = family.critic_view is not None
+  critic_update = make_critic_update(d_apply=family.d_apply, loss=loss, plan=plan, d_tx=d_tx,
                                      axis_name=cfg.axis_name, num_shards=cfg.num_shards,
-                                     critic_head=head, acgan_weight=cfg.acgan_d_weight,
-                                     batch_norm=models.d_batch_norm)
+                                     batch_norm=family.d_batch_norm) if has_critic else None
 
-  def local(x, global_size: int):
-    """This device's slice of a globally drawn [global_size, ...] array (pmap), else x."""
-    return local_slice(x, axis_name=cfg.axis_name, size=global_size // cfg.num_shards)
-
-  def noise(key, global_size: int):
-    """z for the global batch; under pmap this device's slice of it."""
-    return local(sample_z(key, global_size, cfg.z_dim), global_size)
-
-  def fake_labels(key, global_size: int):
-    """Uniform fake classes for the global batch (sliced like z), or None if unconditional."""
-    if not num_classes:
-      return None
-    key = jax.random.fold_in(key, LABEL_STREAM)
-    return local(sample_labels(key, global_size, num_classes), global_size)
-
-  # A penalised projection critic sees its fakes with the real labels (module docstring).
-  same_class_fakes = head == 'projection' and plan.penalty is not None
-
-  def critic_scan_body(state: GanState, carry: CriticCarry, inputs):
-    real, real_labels, key = inputs
+  def critic_scan_body(state: TrainState, carry: CriticCarry, inputs):
+    real, key = inputs
     z_key, penalty_key = jax.random.split(key)
     if cfg.random_flip:  # data.random_flip: a coin per example of the global batch
       flips = jax.random.bernoulli(jax.random.fold_in(key, FLIP_STREAM), 0.5, (cfg.batch_size,))
-      real = flip_images(real, local(flips, cfg.batch_size))
-    z = noise(z_key, cfg.batch_size)
-    labels = real_labels if same_class_fakes else fake_labels(key, cfg.batch_size)
-    fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=True,
-                      **({'labels': labels} if num_classes else {}))
-    cond = dict(real_labels=real_labels, fake_labels=labels) if num_classes else {}
-    return critic_update(carry, real=real, fake=jax.lax.stop_gradient(fake), key=penalty_key,
-                         **cond)
+      real = dict(real, x=flip_images(real['x'], local_slice(
+          flips, axis_name=cfg.axis_name, size=cfg.batch_size // cfg.num_shards)))
+    view, extra = family.critic_view(state.g.params, state.g.state, real, key=key,
+                                     z_key=z_key, extra=carry.extra)
+    d, metrics = critic_update(carry.d, view, key=penalty_key)
+    return CriticCarry(d, extra), metrics
 
-  def generator_update(state: GanState, key):
-    z = noise(key, cfg.g_batch_size)
-    labels = fake_labels(key, cfg.g_batch_size)
-    g_cond = {'labels': labels} if num_classes else {}
-    d_cond = {'projection': g_cond, 'acgan': {'with_logits': True}}.get(head, {})
+  def generator_update(state: TrainState, real, key):
+    critic = None
+    if has_critic:
+      critic = lambda x, **kwargs: family.d_apply(state.d.params, state.d.state, None, x,
+                                                  update_stats=False, **kwargs)[0]
 
     def g_loss_fn(g_params):
-      fake, new_g_state = g_apply(g_params, state.g_state, None, z, is_training=True,
-                                  **g_cond)
-      out, _ = d_apply(state.d_params, state.d_state, None, fake, update_stats=False,
-                       **d_cond)
-      ortho = {}
+      objective, new_g_state, aux = family.g_objective(g_params, state.g.state, real, key=key,
+                                                       critic=critic)
       if cfg.ortho_reg:  # BigGAN's orthogonal regularisation of G's weights
-        ortho = {'ortho_penalty': losses.ortho_penalty(g_params)}
-      reg = cfg.ortho_reg * ortho['ortho_penalty'] if ortho else 0.0
-      if head != 'acgan':
-        return loss.g(d_fake=out) + reg, (new_g_state, ortho)
-      d_fake, logits = out
-      g_ce = class_cross_entropy(logits, labels)
-      g_total = loss.g(d_fake=d_fake) + cfg.acgan_g_weight * g_ce + reg
-      return g_total, (new_g_state, {'acgan/g_ce': g_ce, **ortho})
+        aux = dict(aux, ortho_penalty=losses.ortho_penalty(g_params))
+      reg = cfg.ortho_reg * aux['ortho_penalty'] if cfg.ortho_reg else 0.0
+      return objective + reg, (new_g_state, aux)
 
     (g_loss, (g_state, aux)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state.g_params)
+        state.g.params)
     grads = mean_over_devices(grads, cfg.axis_name)
     g_loss, aux = mean_over_devices((g_loss, aux), cfg.axis_name)
-    updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, updates)
+    updates, g_opt_state = g_tx.update(grads, state.g.opt_state, state.g.params)
+    g_params = optax.apply_updates(state.g.params, updates)
     metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(grads), **aux}
-    return g_params, g_state, g_opt_state, metrics
+    return PlayerState(g_params, g_state, g_opt_state), metrics
 
-  def train_step(state: GanState, batch: dict) -> tuple[GanState, Metrics]:
-    real = real_images(batch)
-    if real.shape[0] != cfg.n_critic:
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+    real = real_examples(batch)
+    if real['x'].shape[0] != cfg.n_critic:
       raise ValueError(f"this train step makes {cfg.n_critic} critic updates; the batch has "
-                       f"{real.shape[0]} real batches")
+                       f"{real['x'].shape[0]} real batches")
     keys = jax.random.split(step_key(cfg.seed, state.step), cfg.n_critic + 1)
-    carry, d_metrics = jax.lax.scan(
-        lambda carry, xs: critic_scan_body(state, carry, xs),
-        CriticCarry(state.d_params, state.d_state, state.d_opt_state),
-        (real, batch.get('label'), keys[:-1]), unroll=cfg.critic_unroll)
-    state = state._replace(d_params=carry.d_params, d_state=carry.d_state,
-                           d_opt_state=carry.d_opt_state)
-    g_params, g_state, g_opt_state, g_metrics = generator_update(state, keys[-1])
+    metrics = {}
+    if has_critic:
+      carry, d_metrics = jax.lax.scan(
+          lambda carry, xs: critic_scan_body(state, carry, xs),
+          CriticCarry(state.d, state.extra), (real, keys[:-1]), unroll=cfg.critic_unroll)
+      state = state._replace(d=carry.d, extra=carry.extra)
+      metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
+    g, g_metrics = generator_update(state, jax.tree.map(lambda x: x[-1], real), keys[-1])
     g_ema_params = state.g_ema_params
     if g_ema_params is not None:
       decay = cfg.ema_decay if not cfg.ema_start else ema_decay_at(
           state.step, decay=cfg.ema_decay, start=cfg.ema_start)
-      g_ema_params = ema_update(g_ema_params, g_params, decay)
-    new_state = state._replace(step=state.step + 1, g_params=g_params, g_state=g_state,
-                               g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-    metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
+      g_ema_params = ema_update(g_ema_params, g.params, decay)
+    new_state = state._replace(step=state.step + 1, g=g, g_ema_params=g_ema_params)
     metrics.update(g_metrics)
-    metrics.update(_sigma_metrics(carry.d_state))
+    if has_critic:
+      metrics.update(_sigma_metrics(state.d.state))
     # Divergence check, fetched with the logged metrics (no extra host sync): losses,
     # gradient norms and every parameter / optimizer / model-state leaf of the new state.
     metrics['all_finite'] = all_finite((metrics, new_state))
@@ -382,19 +343,13 @@ def make_train_step(*, models, loss: GanLoss, plan: lipschitz.LipschitzPlan,
   return train_step
 
 
-def init_state(*, models, g_tx, d_tx, key, data_shape, batch_size: int,
-               ema: bool) -> GanState:
+def init_state(*, family, g_tx, d_tx, key, batch_size: int, ema: bool) -> TrainState:
   """Initialises both players (pure; jit it, or eval_shape it for an abstract state)."""
-  g_key, d_key = jax.random.split(key)
-  z = jnp.zeros((batch_size, models.z_dim), jnp.float32)
-  labels = jnp.zeros((batch_size,), jnp.int32)
-  g_cond = {'labels': labels} if models.num_classes else {}
-  d_cond = {'projection': g_cond, 'acgan': {'with_logits': True}}.get(models.critic_head, {})
-  g_params, g_state = models.g.init(g_key, z, is_training=True, **g_cond)
-  x = jnp.zeros((batch_size,) + tuple(data_shape), jnp.float32)
-  d_params, d_state = models.d.init(d_key, x, update_stats=True, **d_cond)
-  return GanState(
+  nets = family.init(key, batch_size=batch_size)
+  d = None
+  if nets.d_params is not None:
+    d = PlayerState(nets.d_params, nets.d_state, d_tx.init(nets.d_params))
+  return TrainState(
       step=jnp.zeros((), jnp.int32),
-      g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
-      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-      g_ema_params=jax.tree.map(jnp.copy, g_params) if ema else None)
+      g=PlayerState(nets.g_params, nets.g_state, g_tx.init(nets.g_params)), d=d,
+      g_ema_params=jax.tree.map(jnp.copy, nets.g_params) if ema else None, extra=nets.extra)

@@ -6,7 +6,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpoint, cli, config_lib, data, lipschitz, losses, optim, parallel
+from wgan_jax import checkpoint, cli, config_lib, data, families, lipschitz, losses, optim
+from wgan_jax import parallel
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax import workdir as workdir_lib
@@ -14,7 +15,7 @@ from wgan_jax.errors import CheckpointError, Diverged, Fault, PeerLost, WorkdirE
 from wgan_jax.eval import evaluators as evaluators_lib, image_eval
 from wgan_jax.eval.evaluators import every
 from wgan_jax.metrics_writer import MetricWriter
-from wgan_jax.state import GanState
+from wgan_jax.state import TrainState
 
 
 class Run:
@@ -35,29 +36,42 @@ class Run:
     self.num_classes = config_lib.num_classes(config, dataset_classes)
     cond = dict(num_classes=self.num_classes,
                 critic_head=config.conditional.method if self.num_classes else 'none')
-    self.models = models_lib.build_models(model_config, data_shape=self.data_shape, **cond)
+    pair = models_lib.build_models(model_config, data_shape=self.data_shape, **cond)
     self.g_tx, self.d_tx = optim.make_optimizers(config)
+    self.schedule = step_lib.CriticSchedule(**config_lib.critic_schedule_fields(config))
+    # The step's settings on one device (init, sampling, evaluation); the step's own take
+    # the strategy's slicing below.
+    local_config = step_lib.StepConfig(
+        n_critic=config.n_critic, batch_size=config.batch_size,
+        g_batch_size=config_lib.g_batch_size(config), z_dim=pair.z_dim,
+        seed=config.seed, ema_decay=config.ema_decay,
+        random_flip=config.data.get('random_flip', False),
+        ortho_reg=config.get('ortho_reg', 0.0), ema_start=config.get('ema_start', 0),
+        critic_penalised=self.plan.penalty is not None,
+        **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
+           if self.num_classes else {}))
+    # The family (wgan_jax.families) over the pair: its networks (the pair, or the pair's
+    # generator with the family's encoder / inverse map and critic side) are the run's.
+    self.family = families.build(config, models=pair, loss=self.loss, cfg=local_config)
+    self.models = self.family.models
     # The strategy after the models: `jit` places the state by the sharding rules, checked
     # here against the abstract init (one ConfigError line before anything is written).
     self.mesh, self.state_sharding = self._placement()
     self.strategy = parallel.make_strategy(config.parallel.strategy, self.mesh,
                                            self.state_sharding)
     parallel.check_batch(config, self.strategy.num_shards, jax.process_count())
-    # Init, sampling and evaluation run outside the step; under pmap the step's generator
-    # batch norm averages its statistics over the devices (same parameters and state).
-    self.step_models = self.models if self.strategy.axis_name is None else (
-        models_lib.build_models(model_config, data_shape=self.data_shape,
-                                bn_axis_name=self.strategy.axis_name, **cond))
-    self.schedule = step_lib.CriticSchedule(**config_lib.critic_schedule_fields(config))
-    self.step_config = step_lib.StepConfig(
-        n_critic=config.n_critic, batch_size=config.batch_size,
-        g_batch_size=config_lib.g_batch_size(config), z_dim=self.models.z_dim,
-        seed=config.seed, ema_decay=config.ema_decay,
+    self.step_config = local_config._replace(
         num_shards=self.strategy.num_shards if self.strategy.axis_name else 1,
-        axis_name=self.strategy.axis_name, random_flip=config.data.get('random_flip', False),
-        ortho_reg=config.get('ortho_reg', 0.0), ema_start=config.get('ema_start', 0),
-        **({k: config.conditional[k] for k in ('acgan_d_weight', 'acgan_g_weight')}
-           if self.num_classes else {}))
+        axis_name=self.strategy.axis_name)
+    # Init, sampling and evaluation run outside the step; under pmap the step's batch norms
+    # average their statistics over the devices (same parameters and state).
+    self.step_family = self.family
+    if self.strategy.axis_name is not None:
+      step_pair = models_lib.build_models(model_config, data_shape=self.data_shape,
+                                          bn_axis_name=self.strategy.axis_name, **cond)
+      self.step_family = families.build(config, models=step_pair, loss=self.loss,
+                                        cfg=self.step_config,
+                                        bn_axis_name=self.strategy.axis_name)
     # The data last: every config error is found before a split is loaded.
     self.source = data.make_source(
         config.data, seed=config.seed, process_index=jax.process_index(),
@@ -71,10 +85,10 @@ class Run:
     if self.source is not None:
       self.source.close()
 
-  def _init(self, key) -> GanState:
+  def _init(self, key) -> TrainState:
     return step_lib.init_state(
-        models=self.models, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
-        data_shape=self.data_shape, batch_size=min(self.config.batch_size, 8),
+        family=self.family, g_tx=self.g_tx, d_tx=self.d_tx, key=key,
+        batch_size=min(self.config.batch_size, 8),
         ema=self.config.ema_decay > 0)
 
   def _placement(self):
@@ -87,7 +101,7 @@ class Run:
     abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
     return mesh, parallel.state_shardings(abstract, mesh, p.sharding_rules, p.fsdp_min_bytes)
 
-  def init_state(self) -> GanState:
+  def init_state(self) -> TrainState:
     """The initial state in canonical layout: under `jit` created sharded by the rules
     (jit of the init with those out_shardings, never whole on one device); replicated over
     the 1-D mesh under pmap."""
@@ -118,7 +132,7 @@ class Run:
     """The pure train step (state, batch) -> (state, metrics) with n_critic critic updates
     (default config.n_critic)."""
     cfg = self.step_config._replace(n_critic=n_critic or self.step_config.n_critic)
-    return step_lib.make_train_step(models=self.step_models, loss=self.loss, plan=self.plan,
+    return step_lib.make_train_step(family=self.step_family, loss=self.loss, plan=self.plan,
                                     g_tx=self.g_tx, d_tx=self.d_tx, cfg=cfg)
 
   def train_step(self, n_critic: Optional[int] = None):
@@ -162,7 +176,7 @@ class Run:
                                                      is_training=False)[0])
     return jax.jit(lambda p, s, z: g_apply(p, s, None, z, is_training=False)[0])
 
-  def sampling_state(self, state: GanState) -> GanState:
+  def sampling_state(self, state: TrainState) -> TrainState:
     """`state` as sampling should see it: with eval.standing_stats = N > 0, G's batch-norm
     statistics replaced by standing statistics of the sampling weights (N training-mode
     passes of eval.batch_size, wgan_jax.eval.standing), else `state` itself."""
@@ -178,7 +192,8 @@ class Run:
           batch_size=self.config.eval.batch_size, z_dim=self.models.z_dim,
           num_classes=self.num_classes))
     key = rng.stream_key(self.config.seed, rng.STANDING_STREAM)
-    return state._replace(g_state=self._standing_fn(sampling_params(state), state.g_state, key))
+    g = state.g._replace(state=self._standing_fn(sampling_params(state), state.g.state, key))
+    return state._replace(g=g)
 
   def eval_labels(self, n: int):
     """Balanced classes of n evaluation samples, arange(n) % num_classes (None if unconditional)."""
@@ -197,9 +212,9 @@ def make_evaluators(run: Run, workdir: str, images=None, is_chief: bool = True) 
   image metrics where eval.metrics_every_steps > 0. images: where their figures go in
   TensorBoard (a MetricWriter), or None. Those with `every_process` run in every process
   (the image metrics' passes use every device); the others in the chief only."""
-  first = evaluators_lib.ToyEvaluator if run.is_toy else evaluators_lib.SampleGrid
   metrics = image_eval.make_image_evaluator(run, workdir, is_chief=is_chief)
-  return [first(run, workdir, images=images)] + ([metrics] if metrics is not None else [])
+  return (evaluators_lib.sample_evaluators(run, workdir, images=images)
+          + ([metrics] if metrics is not None else []))
 
 
 FINITE_KEY = 'all_finite'  # the step's finiteness flag (wgan_jax.step), checked, not logged
@@ -229,7 +244,7 @@ def _sync_processes(name: str) -> None:
 
 
 def restore_or_init(run: Run, workdir: str, ckpt: checkpoint.Checkpointer,
-                    is_chief: bool = True) -> GanState:
+                    is_chief: bool = True) -> TrainState:
   """The newest checkpoint of the workdir that reads, else a fresh state.
 
   The restore target is the fresh state's layout: under `jit` the sharding rules on this
@@ -365,7 +380,7 @@ def _peer_lost_message(reason: str, workdir: str) -> str:
           f'process with the same command to resume')
 
 
-def _loop(run: Run, state: GanState, start: int, ckpt, writer, workdir, is_chief) -> dict:
+def _loop(run: Run, state: TrainState, start: int, ckpt, writer, workdir, is_chief) -> dict:
   """The train loop from `start`; `state` is canonical (see wgan_jax.parallel)."""
   config, strategy = run.config, run.strategy
   total = config.total_steps

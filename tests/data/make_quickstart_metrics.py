@@ -12,6 +12,10 @@ import json
 import os
 import tempfile
 
+# The test environment (tests/conftest.py): XLA:CPU's results depend on the device count.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
 QUICKSTART = ('wgan_gp', 'gaussians8')
 QUICKSTART_OVERRIDES = {'total_steps': 30, 'log_every_steps': 10, 'eval_every_steps': 30,
                         'checkpoint_every_steps': 30}

@@ -4,7 +4,7 @@ An evaluator is built once from a train.Run (train.make_evaluators: a list the l
 iterates, in the order their scalars are logged) and has
 
   due(step) -> bool               whether it runs after generator step `step`
-  __call__(state, step) -> dict   its scalars {'eval/...': value} of a GanState
+  __call__(state, step) -> dict   its scalars {'eval/...': value} of a TrainState
   every_process: bool             True: every process calls it (its passes run on every
                                   device; the chief's call returns the scalars, the others
                                   {}); False: the chief alone
@@ -32,10 +32,20 @@ from etils import epath
 from wgan_jax import parallel, plots, rng
 from wgan_jax import workdir as workdir_lib
 from wgan_jax.eval import toy as toy_eval
-from wgan_jax.state import GanState, sampling_params
+from wgan_jax.state import TrainState, sampling_params
 
 IMAGE_TAG = 'samples'  # TensorBoard tag of the sample grids and toy figures
 BATCH = 1024  # rows per call of the sample evaluators' generator and critic
+
+
+def sample_evaluators(run, workdir: str, images=None) -> list:
+  """The run's sample evaluators: its family's (FAMILY_EVALUATORS) or, by default, the toy
+  evaluation (2-D data) or the sample grid (images)."""
+  make = FAMILY_EVALUATORS.get(run.family.name)
+  if make is not None:
+    return make(run, workdir, images)
+  first = ToyEvaluator if run.is_toy else SampleGrid
+  return [first(run, workdir, images=images)]
 
 
 def every(step: int, every_steps: int, total_steps: int) -> bool:
@@ -67,11 +77,11 @@ def in_batches(fn, params, model_state, inputs: Inputs, *, batch_size: int,
     yield np.asarray(fn(params, model_state, x, *extra))
 
 
-def generate(sample, state: GanState, z: Inputs, *, batch_size: int, labels=None,
+def generate(sample, state: TrainState, z: Inputs, *, batch_size: int, labels=None,
              n: Optional[int] = None) -> Iterator[np.ndarray]:
   """The generator's samples of noise z in batches (`in_batches`), from the EMA weights
   where configured; `sample` is train.Run.sample_fn()."""
-  return in_batches(sample, sampling_params(state), state.g_state, z, batch_size=batch_size,
+  return in_batches(sample, sampling_params(state), state.g.state, z, batch_size=batch_size,
                     labels=labels, n=n)
 
 
@@ -98,7 +108,7 @@ class _Samples:
                                run.models.z_dim)
     self.labels = run.eval_labels(n)  # balanced classes (conditional runs), else None
 
-  def fakes(self, state: GanState) -> np.ndarray:
+  def fakes(self, state: TrainState) -> np.ndarray:
     state = self.run.sampling_state(state)  # standing statistics where configured
     return np.concatenate(list(generate(self.sample, state, self.z, batch_size=BATCH,
                                         labels=self.labels)))
@@ -123,7 +133,7 @@ class SampleGrid(_Samples):
     return (every(step, self.every_steps, self.total_steps)
             or every(step, self.metrics_every_steps, self.total_steps))
 
-  def __call__(self, state: GanState, step: int) -> dict:
+  def __call__(self, state: TrainState, step: int) -> dict:
     state = parallel.local_copy(state)  # sharded leaves gathered whole
     grid = plots.save_image_grid(self.figure_path(step), self.fakes(state))
     self.to_tensorboard(step, grid)
@@ -135,12 +145,14 @@ class ToyEvaluator(_Samples):
 
   def __init__(self, run, workdir: str, images=None):
     super().__init__(run, workdir, run.config.eval.num_samples, images)
-    self.critic = run.critic_fn()
+    # The contours where the critic scores data points (gan); the other families' critics
+    # see pairs or latents, or there is none.
+    self.critic = run.critic_fn() if run.family.name == 'gan' else None
 
   def due(self, step: int) -> bool:
     return every(step, self.every_steps, self.total_steps)
 
-  def __call__(self, state: GanState, step: int) -> dict:
+  def __call__(self, state: TrainState, step: int) -> dict:
     state = parallel.local_copy(state)  # sharded leaves gathered whole
     fake = self.fakes(state)
     source = self.run.source
@@ -149,13 +161,20 @@ class ToyEvaluator(_Samples):
     if self.labels is not None and source.spec.centers is not None:
       scores.update(toy_eval.mode_accuracy(fake, self.labels, centers=source.spec.centers,
                                            std=source.spec.std))
-    xs, ys, grid = plots.toy_grid(real, fake)
-    values = np.concatenate(list(in_batches(self.critic, state.d_params, state.d_state, grid,
-                                            batch_size=BATCH)))
+    contours = None
+    if self.critic is not None:
+      xs, ys, grid = plots.toy_grid(real, fake)
+      values = np.concatenate(list(in_batches(self.critic, state.d.params, state.d.state,
+                                              grid, batch_size=BATCH)))
+      contours = (xs, ys, values.reshape(len(ys), len(xs)))
     path = self.figure_path(step)
-    plots.plot_toy(path, real=real, fake=fake,
-                   critic_grid=(xs, ys, values.reshape(len(ys), len(xs))),
+    plots.plot_toy(path, real=real, fake=fake, critic_grid=contours,
                    fake_labels=self.labels, title=f'{self.run.config.data.name}, step {step}')
     if self.images is not None:  # the figure as written, without decoding it otherwise
       self.to_tensorboard(step, read_png(path))
     return scores
+
+
+# family name -> (run, workdir, images) -> its sample evaluators, where they are not the
+# default ToyEvaluator / SampleGrid of G(z) (e.g. latent metrics, translations).
+FAMILY_EVALUATORS: dict[str, Callable[..., list]] = {}

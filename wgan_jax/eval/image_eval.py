@@ -181,7 +181,7 @@ def flat_record(scores: dict) -> dict:
 
 
 class ImageEvaluator:
-  """Computes the configured image metrics of a GanState (see the module docstring)."""
+  """Computes the configured image metrics of a TrainState (see the module docstring)."""
 
   every_process = True  # its passes run on every device of every process (train loop)
 

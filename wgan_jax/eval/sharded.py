@@ -130,13 +130,13 @@ class FakePass:
     the first num_features (every process calls with the same arguments).
 
     Args:
-      state: a GanState whose leaves are whole in this process (parallel.local_copy); the
+      state: a TrainState whose leaves are whole in this process (parallel.local_copy); the
         generator's sampling weights (EMA where configured) are used.
       z: noise [n, z_dim], the same in every process; labels: int [n] (conditional).
     """
     if num_features and self.inception is None:
       raise ValueError('FakePass was built without Inception weights')
-    params = parallel.to_replicated((sampling_params(state), state.g_state), self.mesh)
+    params = parallel.to_replicated((sampling_params(state), state.g.state), self.mesh)
     images, features = [], []
     for start in range(0, max(num_images, num_features), self.batch):
       stop = min(start + self.batch, len(z))

@@ -108,15 +108,15 @@ def make_measure(run):
 
   @jax.jit
   def measure(state, real, z):
-    fake, _ = g_apply(state.g_params, state.g_state, None, z, is_training=False)
+    fake, _ = g_apply(state.g.params, state.g.state, None, z, is_training=False)
 
     def loss_fn(d_params):
-      scores, _ = d_apply(d_params, state.d_state, None, jnp.concatenate([real, fake]),
+      scores, _ = d_apply(d_params, state.d.state, None, jnp.concatenate([real, fake]),
                           update_stats=False)
       n = real.shape[0]
       return objective(d_real=scores[:n], d_fake=scores[n:])
 
-    grads = jax.grad(loss_fn)(state.d_params)
+    grads = jax.grad(loss_fn)(state.d.params)
     w = {m: jnp.linalg.norm(g['w']) for m, g in grads.items() if 'w' in g}
     b = {m: jnp.linalg.norm(g['b']) for m, g in grads.items() if 'b' in g}
     return w, b

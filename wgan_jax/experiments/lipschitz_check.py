@@ -89,7 +89,7 @@ def probe_points(run, state, n: int, seed: int) -> np.ndarray:
   k_z, k_a, k_u = jax.random.split(key, 3)
   real = np.asarray(run.source.eval_real(n, index=1), np.float32)
   z = step_lib.sample_z(k_z, n, run.models.z_dim)
-  fake = np.asarray(run.sample_fn()(state.g_params, state.g_state, z), np.float32)
+  fake = np.asarray(run.sample_fn()(state.g.params, state.g.state, z), np.float32)
   alpha = np.asarray(jax.random.uniform(k_a, (n, 1)))
   inter = alpha * real + (1 - alpha) * fake
   both = np.concatenate([real, fake])
@@ -133,7 +133,7 @@ def check_method(method: str, settings: Settings) -> dict:
       steps=settings.steps, hidden=settings.hidden, seed=settings.seed))
   run = train.Run(config)
   state, train_s = common.train_gan(run)
-  d_params, d_state = jax.device_get((state.d_params, state.d_state))
+  d_params, d_state = jax.device_get((state.d.params, state.d.state))
   critic = lambda x: run.models.d.apply(d_params, d_state, None, x, update_stats=False)[0]
   points = probe_points(run, state, settings.points, settings.seed)
   emp = empirical_lipschitz(critic, points, pairs=settings.pairs, seed=settings.seed)

@@ -61,6 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from wgan_jax.families import CriticView
+from wgan_jax.state import PlayerState
 from wgan_jax import cli, config_lib, lipschitz, losses, optim
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
@@ -202,7 +204,7 @@ def make_trainer(settings: Settings):
   """The vmapped-over-theta critic training, jitted (one compile for all thetas).
 
   Returns:
-    (init, train, critic, steps, lr): init(keys [T]) -> CriticCarry with a leading theta
+    (init, train, critic, steps, lr): init(keys [T]) -> the critic's PlayerState with a leading theta
     axis; train(carry, thetas [T]) -> (carry, d_loss [steps, T]), all `steps` critic
     updates in one lax.scan; critic the haiku transform; steps and lr resolved.
   """
@@ -222,12 +224,12 @@ def make_trainer(settings: Settings):
 
   def init_one(key):
     params, state = critic.init(key, jnp.zeros((batch, 2), jnp.float32), update_stats=True)
-    return step_lib.CriticCarry(params, state, d_tx.init(params))
+    return PlayerState(params, state, d_tx.init(params))
 
   def update_one(carry, theta, key):
     data_key, penalty_key = jax.random.split(key)
     real, fake = sample_lines(data_key, theta, batch)
-    return critic_update(carry, real=real, fake=fake, key=penalty_key)
+    return critic_update(carry, CriticView(real=real, fake=fake), key=penalty_key)
 
   def train(carry, thetas):
     index = jnp.arange(thetas.shape[0])
@@ -258,7 +260,7 @@ def evaluate(critic, carry, thetas, *, method: str, n: int, seed: int) -> list[f
   key = jax.random.fold_in(jax.random.PRNGKey(seed), LINES_EVAL_STREAM)
   out = []
   for i, theta in enumerate(thetas):
-    params, state = jax.tree.map(lambda a: a[i], (carry.d_params, carry.d_state))
+    params, state = jax.tree.map(lambda a: a[i], (carry.params, carry.state))
     out.append(float(one(params, state, jnp.float32(theta), jax.random.fold_in(key, i))))
   return out
 

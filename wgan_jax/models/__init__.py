@@ -53,6 +53,10 @@ class ModelPair(NamedTuple):
   num_classes: int = 0          # > 0: class-conditional players (labels=)
   critic_head: str = 'none'     # layers.CRITIC_HEADS: none | projection | acgan
   d_batch_norm: bool = False    # critic with batch norm (d_norm 'batch'): takes batch_groups=
+  data_shape: tuple = ()        # the shape of one example (build_models sets it)
+  # The families' second network on the generator side (wgan_jax.families): the encoder
+  # E: x -> z of bigan / wae_gan / wae_mmd / vae, CycleGAN's F: Y -> X; None for gan.
+  e: Optional[hk.TransformedWithState] = None
 
 
 # ----------------------------------------------------------------------------- config reading
@@ -255,6 +259,7 @@ def build_models(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
   builder = registry.lookup(MODELS, name, 'model.name')
   cond = dict(num_classes=num_classes, critic_head=critic_head)
   pair = builder(model_config, data_shape=data_shape, bn_axis_name=bn_axis_name, **cond)
+  pair = pair._replace(data_shape=_data_shape(data_shape))
   g_name = _field(model_config, 'g_name') or name
   g_mlp_layers = _field(model_config, 'g_mlp_layers', 0)
   if isinstance(g_mlp_layers, bool) or not isinstance(g_mlp_layers, numbers.Integral) \

@@ -1,0 +1,60 @@
+"""The family mechanism: the gan family keeps the numbers of the code before it, and
+workdirs written before the state was grouped per player resume bit-exactly."""
+import json
+import os
+import tarfile
+
+import pytest
+
+from wgan_jax import config_lib, families, train
+from wgan_jax.errors import ConfigError
+
+from tests import configs_loader
+from tests.data import make_quickstart_metrics
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_gan_family_reproduces_the_quickstart_metrics_bit_for_bit(tmp_path):
+  # tests/data/quickstart_metrics.jsonl was written by the code before the families
+  # (python -m tests.data.make_quickstart_metrics): every logged value must be equal.
+  got = make_quickstart_metrics.train_quickstart(str(tmp_path))
+  with open(make_quickstart_metrics.RECORD_FILE) as f:
+    want = [json.loads(line) for line in f]
+  assert [r['step'] for r in got] == [r['step'] for r in want]
+  for g, w in zip(got, want):
+    assert g == w
+
+
+def test_workdir_of_the_flat_state_layout_resumes_bit_exactly(tmp_path):
+  # A workdir written before PlayerState (top-level g_params, d_params, ..., EMA on; the
+  # toy recipe shrunk to 6 steps, its checkpoint of step 4 kept as if preempted there):
+  # it resumes, and steps 5 and 6 log exactly what that code logged training straight
+  # through (tests/data/flat_layout_*: written by the code before PlayerState).
+  with tarfile.open(os.path.join(DATA, 'flat_layout_workdir.tar.gz')) as archive:
+    archive.extractall(tmp_path, filter='data')
+  with open(os.path.join(DATA, 'flat_layout_resumed_metrics.json')) as f:
+    want = json.load(f)
+  config = configs_loader.load(
+      'wgan_gp', 'gaussians8', total_steps=6, log_every_steps=1, eval_every_steps=0,
+      checkpoint_every_steps=2, keep_checkpoints=3, batch_size=16, n_critic=2, ema_decay=0.9,
+      **{'model.mlp_hidden': 8, 'model.mlp_layers': 2})
+  train.train_and_evaluate(config, str(tmp_path))
+  got = [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in _records(tmp_path)
+         if r['step'] > 4]
+  assert got == want
+  # ... and the checkpoint it wrote has today's layout, which restores as it is.
+  run, state, step = train.load_for_inference(str(tmp_path))
+  assert step == 6 and state.d is not None and state.g_ema_params is not None
+
+
+def test_unknown_family_is_one_config_error():
+  config = config_lib.base_config()
+  config.family = 'flow'
+  with pytest.raises(ConfigError, match="unknown family 'flow'; valid: .*gan"):
+    families.build(config, models=None, loss=None, cfg=None)
