@@ -169,14 +169,15 @@ def _records(workdir):
 
 
 def test_toy_smoke_run_with_spectral_norm_and_latent_metrics(tmp_path):
-  config = configs_loader.load('bigan', 'gaussians8,smoke', loss='hinge',
-                               **{'lipschitz.method': 'spectral'})
+  config = configs_loader.load('bigan', 'gaussians8,smoke', loss='hinge', total_steps=2,
+                               n_critic=1, **{'lipschitz.method': 'spectral'})
   last = train.train_and_evaluate(config, str(tmp_path))
   records = _records(tmp_path)
-  assert [r['step'] for r in records] == [1, 2, 3, 4] and last['step'] == 4
+  assert [r['step'] for r in records] == [1, 2] and last['step'] == 2
+  # The joint critic's spectral-norm state lives in the critic state (its sigma metrics).
   assert any(k.startswith('sigma/joint_critic/') for k in records[0])
   evals = [r for r in records if 'eval/recon_mse' in r]
-  assert [r['step'] for r in evals] == [2, 4]
+  assert [r['step'] for r in evals] == [2]
   for key in ('eval/recon_mse', 'eval/latent_w1', 'eval/w1'):
     assert 0 < evals[-1][key] < 100, (key, evals[-1])
 
