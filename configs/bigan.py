@@ -36,8 +36,9 @@ Where the recipes are simplified (the papers' values, then ours):
     MNIST padded to 32x32 (wgan_jax.data.images);
   * ALI's decoder (transposed convs, BN, LReLU 0.1, sigmoid) -> the SNGAN standard CNN G
     (model dcgan, g_ch 64: tanh on [-1, 1] pixels);
-  * ALI's Adam: the paper's Table 4 writes beta2 = 10^-3, the code passes only beta1 to blocks'
-    Adam, whose beta2 default is 0.999 (the same thing in 1 - beta notation): 0.999 here;
+  * ALI's Adam: the paper's CIFAR10 hyperparameter table writes beta2 = 10^-3; the code
+    passes only beta1 to blocks' Adam, whose beta2 default is 0.999 (the same thing in
+    1 - beta notation): 0.999 here;
   * dropout in ALI's critic and batch norm in BiGAN's critic: not reproduced
     (wgan_jax.models.bigan).
 """

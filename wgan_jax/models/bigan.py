@@ -22,9 +22,10 @@ Network sets (config.bigan.nets):
                Dense 1024 (z)) (the code adds a learnt projection of z to the second layer,
                `apply_cond`), scores = Dense 1 (h2). Width = model.mlp_hidden (1024 in
                configs/bigan.py:mnist).
-  ali_cifar10  ALI's CIFAR-10 encoder and discriminator (Dumoulin et al. 2017, Table 3;
-               IshmaelBelghazi/ALI experiments/ali_cifar10.py) for 32x32 images, widths in
-               units of ch = model.d_ch (32 in the paper):
+  ali_cifar10  ALI's CIFAR-10 encoder and discriminator (Dumoulin et al. 2017, the appendix
+               table of the CIFAR10 model; IshmaelBelghazi/ALI experiments/ali_cifar10.py) for
+               32x32 images, widths in units of ch = model.d_ch (32 in the paper; the table's
+               feature maps are the convolutions' outputs, before maxout):
                E: conv 5x5/1 ch, 4x4/2 2ch, 4x4/1 4ch, 4x4/2 8ch, 4x4/1 16ch, 1x1/1 16ch
                   (VALID padding, each + BN + LReLU(0.1), no bias), 1x1 conv -> z_out (bias);
                D(x): conv 5x5/1 ch, 4x4/2 2ch, 4x4/1 4ch, 4x4/2 8ch, 4x4/1 16ch, each a
