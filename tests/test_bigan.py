@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from wgan_jax import families, lipschitz, losses, optim, train
+from wgan_jax import families, losses, train
 from wgan_jax import models as models_lib
 from wgan_jax import step as step_lib
 from wgan_jax.errors import ConfigError
@@ -143,21 +143,6 @@ def test_image_networks_shapes_scopes_and_spectral_state(nets, shape, d_norm):
     assert d_params['joint_critic/z_dense_1']['w'].shape == (16, 32)
 
 
-def test_gradient_penalty_step_on_pairs():
-  config, family, loss = _family('wasserstein', **{'lipschitz.method': 'gp'})
-  g_tx, d_tx = optim.make_optimizers(config)
-  cfg = step_lib.StepConfig(n_critic=2, batch_size=B, g_batch_size=B, z_dim=2, seed=0,
-                            ema_decay=0.0, critic_penalised=True)
-  step = jax.jit(step_lib.make_train_step(family=family, loss=loss,
-                                          plan=lipschitz.make_plan(config.lipschitz),
-                                          g_tx=g_tx, d_tx=d_tx, cfg=cfg))
-  state = step_lib.init_state(family=family, g_tx=g_tx, d_tx=d_tx, key=jax.random.PRNGKey(0),
-                              batch_size=B, ema=False)
-  state, metrics = step(state, {'x': jax.random.normal(jax.random.PRNGKey(1), (2, B, 2))})
-  assert float(metrics['all_finite']) == 1.0 and float(metrics['penalty']) > 0
-  assert int(state.step) == 1
-
-
 def test_recon_mse_is_the_mean_squared_norm():
   x = np.array([[0.0, 0.0], [1.0, 2.0]])
   assert bigan_eval.recon_mse(x, np.array([[3.0, 4.0], [1.0, 2.0]])) == pytest.approx(12.5)
@@ -182,13 +167,16 @@ def test_toy_smoke_run_with_spectral_norm_and_latent_metrics(tmp_path):
     assert 0 < evals[-1][key] < 100, (key, evals[-1])
 
 
-def test_mnist_smoke_run_on_mock_images(tmp_path):
-  config = configs_loader.load('bigan', 'mnist,smoke', total_steps=2, n_critic=1,
-                               batch_size=4, **{'eval.num_samples': 8})
+def test_mnist_smoke_run_on_mock_images_with_a_gradient_penalty_on_pairs(tmp_path):
+  # WGAN-GP BiGAN: the penalty interpolates (image [B, 32, 32, 1], code [B, 50]) pairs.
+  config = configs_loader.load('bigan', 'mnist,smoke', total_steps=2, n_critic=2,
+                               batch_size=4, loss='wasserstein',
+                               **{'eval.num_samples': 8, 'lipschitz.method': 'gp'})
   assert config.bigan.nets == 'bigan_mnist' and config.model.z_dim == 50
   with tfds.testing.mock_data(num_examples=16):
     last = train.train_and_evaluate(config, str(tmp_path))
   assert last['step'] == 2 and np.isfinite(last['g_loss']) and np.isfinite(last['d_loss'])
+  assert last['penalty'] > 0 and np.isfinite(last['penalty_grad_norm'])
   assert np.isfinite(last['eval/recon_mse']) and np.isfinite(last['eval/latent_w1'])
   assert os.listdir(tmp_path / 'samples') == ['step_0000002.png']
 

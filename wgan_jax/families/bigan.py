@@ -53,11 +53,11 @@ class Settings(NamedTuple):
 def read_settings(config) -> Settings:
   """config.bigan (missing keys: DEFAULTS), checked; ConfigError (one line) otherwise."""
   block = config.get('bigan') or {}
-  get = lambda k: block.get(k, DEFAULTS[k]) if hasattr(block, 'get') else DEFAULTS[k]
+  get = lambda k: block.get(k, DEFAULTS[k])
   encoder = registry.lookup({e: e for e in ENCODERS}, get('encoder'), 'bigan.encoder')
   nets = registry.lookup({n: n for n in bigan_models.NETS}, get('nets'), 'bigan.nets')
-  method = config.get('conditional', {}).get('method', 'none') if config.get(
-      'conditional') is not None else 'none'
+  conditional = config.get('conditional')  # configs saved before it existed have none
+  method = 'none' if conditional is None else conditional.get('method', 'none')
   if method != 'none':
     raise ConfigError(f"family 'bigan' is unconditional; got conditional.method={method!r} "
                       f"(set conditional.method=none, or drop the conditional / acgan flag)")
