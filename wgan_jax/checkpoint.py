@@ -52,6 +52,7 @@ ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
 ADDED_KEYS.update({'optim.g.decay_start_step': 0, 'optim.d.decay_start_step': 0})
 ADDED_KEYS.update({'ema_start': 0, 'ortho_reg': 0.0})  # BigGAN's (configs/biggan.py)
 ADDED_KEYS.update({'family': 'gan'})  # wgan_jax.families
+ADDED_KEYS.update({'bigan.encoder': 'deterministic', 'bigan.nets': 'mlp'})  # families.bigan
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

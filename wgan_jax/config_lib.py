@@ -43,6 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # The model family (wgan_jax.families): gan | bigan | cyclegan | wae_gan | wae_mmd | vae.
   c.family = 'gan'
+  # family bigan (wgan_jax.families.bigan): encoder deterministic | gaussian; nets mlp |
+  # bigan_mnist | ali_cifar10 (wgan_jax.models.bigan).
+  c.bigan = ml_collections.ConfigDict(dict(encoder='deterministic', nets='mlp'))
   c.total_steps = 100_000           # generator updates
   c.batch_size = 64                 # global critic batch (real and fake each)
   c.g_batch_size = 0                # generator-update batch; 0: same as batch_size

@@ -31,6 +31,7 @@ from etils import epath
 
 from wgan_jax import parallel, plots, rng
 from wgan_jax import workdir as workdir_lib
+from wgan_jax.eval import bigan as bigan_eval
 from wgan_jax.eval import toy as toy_eval
 from wgan_jax.state import TrainState, sampling_params
 
@@ -177,4 +178,6 @@ class ToyEvaluator(_Samples):
 
 # family name -> (run, workdir, images) -> its sample evaluators, where they are not the
 # default ToyEvaluator / SampleGrid of G(z) (e.g. latent metrics, translations).
-FAMILY_EVALUATORS: dict[str, Callable[..., list]] = {}
+FAMILY_EVALUATORS: dict[str, Callable[..., list]] = {
+    'bigan': bigan_eval.make_evaluators,
+}

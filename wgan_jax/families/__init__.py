@@ -10,6 +10,7 @@ method, and the spectral-norm state advances in critic updates only.
 
   gan       a generator G(z) against a critic D(x); class-conditional runs too (gan.py:
             the one place that decides which labels each network takes)
+  bigan     BiGAN / ALI: G(z) and an encoder E(x) against a joint critic D(x, z) (bigan.py)
 
 Shape glossary:
   b       examples of one update on this device (B / num_shards under pmap)
@@ -21,12 +22,13 @@ Shape glossary:
 from typing import Callable
 
 from wgan_jax import registry
-from wgan_jax.families import gan
+from wgan_jax.families import bigan, gan
 from wgan_jax.families.base import CriticView, Draws, Family, Networks, merge, sample_labels, sample_z
 
 # family name -> build(*, models, loss, cfg, config, bn_axis_name) -> Family
 FAMILIES: dict[str, Callable[..., Family]] = {
     'gan': gan.build,
+    'bigan': bigan.build,
 }
 
 
