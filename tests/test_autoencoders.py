@@ -163,8 +163,8 @@ def test_toy_configs_train_and_evaluate(file, arg, family_keys, tmp_path):
 
 def test_mnist_config_trains_on_mock_images(tmp_path):
   config = configs_loader.load('wae', 'gan,mnist,smoke', total_steps=2, batch_size=4,
-                               **{'model.g_ch': 4, 'wae.critic_hidden': 8,
-                                  'eval.num_samples': 8})
+                               **{'model.g_ch': 4, 'model.conv_impl': 'xla',
+                                  'wae.critic_hidden': 8, 'eval.num_samples': 8})
   assert config.model.name == 'wae_mnist' and config.model.z_dim == 8
   with tfds.testing.mock_data(num_examples=16):
     train.train_and_evaluate(config, str(tmp_path))
