@@ -198,3 +198,34 @@ def test_bad_settings_are_one_config_error_line(file, arg, overrides, message):
 def test_bad_config_arguments_are_one_config_error_line(file, arg, message):
   with pytest.raises(ConfigError, match=message):
     configs_loader.load(file, arg)
+
+
+@pytest.mark.parametrize('name,data_shape,z_dim,kernel,bottom', [
+    ('wae_mnist', (32, 32, 1), 8, 4, 8), ('wae_celeba', (64, 64, 3), 64, 5, 8)])
+def test_paper_conv_architectures_shapes(name, data_shape, z_dim, kernel, bottom):
+  # Shapes only (jax.eval_shape: nothing compiles): the encoder's four strided k x k convs
+  # ch .. 8 ch then Dense Z, the decoder's Dense to bottom^2 x 8 ch, up to the image.
+  from wgan_jax.models import autoencoder, build_models  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  cfg = ml_collections.ConfigDict(dict(name=name, z_dim=z_dim, g_ch=4, d_ch=4, mlp_hidden=8,
+                                       mlp_layers=2, conv_impl='xla'))
+  pair = build_models(cfg, data_shape=data_shape)
+  enc = autoencoder.build_encoder(cfg, data_shape=data_shape, z_dim=z_dim, gaussian=False,
+                                  conv_impl='xla')
+  key, x = jax.random.PRNGKey(0), jnp.zeros((2,) + data_shape)
+  e_params, e_state = jax.eval_shape(lambda k: enc.init(k, x, is_training=True), key)
+  g_params, g_state = jax.eval_shape(
+      lambda k: pair.g.init(k, jnp.zeros((2, z_dim)), is_training=True), key)
+  assert [e_params[f'encoder/conv_{i}']['w'].shape for i in range(4)] == [
+      (kernel, kernel, c_in, c_out) for c_in, c_out in zip((data_shape[-1], 4, 8, 16),
+                                                            (4, 8, 16, 32))]
+  assert g_params['dense_in']['w'].shape == (z_dim, bottom * bottom * 32)
+  n_up = len([k for k in g_params if k.startswith('upconv_')])
+  assert n_up == {'wae_mnist': 2, 'wae_celeba': 3}[name]
+  assert g_params['conv_out']['w'].shape == (kernel, kernel, 32 // 2 ** n_up, data_shape[-1])
+  code = jax.eval_shape(lambda p, s: enc.apply(p, s, None, x, is_training=True)[0],
+                        e_params, e_state)
+  out = jax.eval_shape(lambda p, s, z: pair.g.apply(p, s, None, z, is_training=True)[0],
+                       g_params, g_state, code)
+  assert code.shape == (2, z_dim) and out.shape == (2,) + data_shape
+  assert not set(e_params) & set(g_params)

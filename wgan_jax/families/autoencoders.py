@@ -142,7 +142,7 @@ def _setting(config, block: str, key: str, *, integer: bool = False, positive: b
 class _AutoEncoder:
   """What the three families share: encoder, decoder, draws and the reconstruction."""
 
-  def __init__(self, family: str, *, models, cfg, config, gaussian: bool,
+  def __init__(self, *, models, cfg, config, gaussian: bool,
                bn_axis_name: Optional[str]):
     self.models, self.cfg = models, cfg
     self.draws = Draws(models.z_dim, cfg.axis_name, cfg.num_shards)
@@ -150,7 +150,6 @@ class _AutoEncoder:
     self.encoder = ae_models.build_encoder(config.model, data_shape=models.data_shape,
                                            z_dim=models.z_dim, gaussian=gaussian,
                                            conv_impl=conv_impl, bn_axis_name=bn_axis_name)
-    self.family = family
 
   def init_g(self, key, batch_size: int):
     e_key, g_key = jax.random.split(key)
@@ -199,7 +198,7 @@ def build_wae_gan(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
   critic = ae_models.build_latent_critic(
       hidden=_setting(config, 'wae', 'critic_hidden', integer=True),
       n_layers=_setting(config, 'wae', 'critic_layers', integer=True), d_norm=d_norm)
-  ae = _AutoEncoder('wae_gan', models=models, cfg=cfg, config=config, gaussian=False,
+  ae = _AutoEncoder(models=models, cfg=cfg, config=config, gaussian=False,
                     bn_axis_name=bn_axis_name)
 
   def init(key, *, batch_size: int) -> Networks:
@@ -232,7 +231,7 @@ def build_wae_mmd(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
   _check(config, 'wae_mmd', has_critic=False)
   lam = _setting(config, 'wae', 'lambda_', positive=False)
   recon_scale = _setting(config, 'wae', 'recon_scale')
-  ae = _AutoEncoder('wae_mmd', models=models, cfg=cfg, config=config, gaussian=False,
+  ae = _AutoEncoder(models=models, cfg=cfg, config=config, gaussian=False,
                     bn_axis_name=bn_axis_name)
 
   def init(key, *, batch_size: int) -> Networks:
@@ -256,7 +255,7 @@ def build_vae(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
   del loss  # no critic
   _check(config, 'vae', has_critic=False)
   obs_std = _setting(config, 'vae', 'obs_std')
-  ae = _AutoEncoder('vae', models=models, cfg=cfg, config=config, gaussian=True,
+  ae = _AutoEncoder(models=models, cfg=cfg, config=config, gaussian=True,
                     bn_axis_name=bn_axis_name)
 
   def init(key, *, batch_size: int) -> Networks:

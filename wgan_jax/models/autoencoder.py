@@ -29,7 +29,6 @@ player's dicts (wgan_jax.families.merge).
   encoder.init(rng, x, is_training=True) -> (params, state)
   encoder.apply(params, state, None, x, is_training=bool) -> (z [B, Z] | (mean, log_var), state)
 """
-import math
 from typing import Callable, Optional, Sequence
 
 import haiku as hk
@@ -150,7 +149,3 @@ def build_latent_critic(*, hidden: int, n_layers: int, d_norm: str) -> hk.Transf
 
 AUTOENCODER_MODELS = ('mlp',) + tuple(CONV_ARCHS)
 
-
-def data_size(data_shape: Sequence[int]) -> int:
-  """The number of values of one example (the reconstruction cost sums over them)."""
-  return math.prod(data_shape)
