@@ -53,6 +53,8 @@ ADDED_KEYS.update({'optim.g.decay_start_step': 0, 'optim.d.decay_start_step': 0}
 ADDED_KEYS.update({'ema_start': 0, 'ortho_reg': 0.0})  # BigGAN's (configs/biggan.py)
 ADDED_KEYS.update({'family': 'gan'})  # wgan_jax.families
 ADDED_KEYS.update({'bigan.encoder': 'deterministic', 'bigan.nets': 'mlp'})  # families.bigan
+ADDED_KEYS.update({'wae.lambda_': 10.0, 'wae.recon_scale': 1.0, 'wae.critic_hidden': 512,
+                   'wae.critic_layers': 4, 'vae.obs_std': 0.1})  # wae_gan, wae_mmd, vae
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

@@ -109,6 +109,10 @@ def base_config() -> ml_collections.ConfigDict:
   # The AC-WGAN-GP weights (gan_cifar_resnet.py: ACGAN_SCALE = 1., ACGAN_SCALE_G = 0.1).
   c.conditional = ml_collections.ConfigDict(dict(
       method='none', num_classes=0, acgan_d_weight=1.0, acgan_g_weight=0.1))
+  # The auto-encoder families (wgan_jax.families.autoencoders; configs/wae.py, vae.py).
+  c.wae = ml_collections.ConfigDict(dict(lambda_=10.0, recon_scale=1.0, critic_hidden=512,
+                                         critic_layers=4))
+  c.vae = ml_collections.ConfigDict(dict(obs_std=0.1))
   return c
 
 

@@ -31,7 +31,7 @@ from etils import epath
 
 from wgan_jax import parallel, plots, rng
 from wgan_jax import workdir as workdir_lib
-from wgan_jax.eval import bigan as bigan_eval
+from wgan_jax.eval import autoencoders as autoencoder_eval, bigan as bigan_eval
 from wgan_jax.eval import toy as toy_eval
 from wgan_jax.state import TrainState, sampling_params
 
@@ -180,4 +180,7 @@ class ToyEvaluator(_Samples):
 # default ToyEvaluator / SampleGrid of G(z) (e.g. latent metrics, translations).
 FAMILY_EVALUATORS: dict[str, Callable[..., list]] = {
     'bigan': bigan_eval.make_evaluators,
+    'wae_gan': autoencoder_eval.make_evaluators,
+    'wae_mmd': autoencoder_eval.make_evaluators,
+    'vae': autoencoder_eval.make_evaluators,
 }

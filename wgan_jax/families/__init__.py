@@ -11,6 +11,8 @@ method, and the spectral-norm state advances in critic updates only.
   gan       a generator G(z) against a critic D(x); class-conditional runs too (gan.py:
             the one place that decides which labels each network takes)
   bigan     BiGAN / ALI: G(z) and an encoder E(x) against a joint critic D(x, z) (bigan.py)
+  wae_gan   Wasserstein auto-encoder, a critic on latents; wae_mmd: with an MMD penalty;
+  vae       the VAE (autoencoders.py: encoder Q(x) and decoder G(z), prior N(0, I))
 
 Shape glossary:
   b       examples of one update on this device (B / num_shards under pmap)
@@ -22,13 +24,16 @@ Shape glossary:
 from typing import Callable
 
 from wgan_jax import registry
-from wgan_jax.families import bigan, gan
+from wgan_jax.families import autoencoders, bigan, gan
 from wgan_jax.families.base import CriticView, Draws, Family, Networks, merge, sample_labels, sample_z
 
 # family name -> build(*, models, loss, cfg, config, bn_axis_name) -> Family
 FAMILIES: dict[str, Callable[..., Family]] = {
     'gan': gan.build,
     'bigan': bigan.build,
+    'wae_gan': autoencoders.build_wae_gan,
+    'wae_mmd': autoencoders.build_wae_mmd,
+    'vae': autoencoders.build_vae,
 }
 
 

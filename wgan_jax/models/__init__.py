@@ -32,6 +32,7 @@ when update_stats). Non-updating passes return their state unchanged. A critic w
 norm (ModelPair.d_batch_norm) normalises with batch statistics in every pass and also takes
 `batch_groups=n`: x is n consecutive parts, each normalised with its own statistics.
 """
+import functools
 import numbers
 from typing import Callable, Dict, NamedTuple, Optional, Sequence
 
@@ -39,7 +40,7 @@ import haiku as hk
 
 from wgan_jax import registry
 from wgan_jax.errors import ConfigError
-from wgan_jax.models import biggan, dcgan, layers, mlp, resnet
+from wgan_jax.models import autoencoder, biggan, dcgan, layers, mlp, resnet
 from wgan_jax.ops import conv
 
 # Base widths of the papers' models where the config does not give one.
@@ -220,11 +221,32 @@ def build_biggan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
   return _pair(g_fn, d_fn, z_dim, num_classes, critic_head)
 
 
+def build_wae_conv(name: str, model_config, *, data_shape: tuple,
+                   bn_axis_name: Optional[str] = None, num_classes: int = 0,
+                   critic_head: str = 'none') -> ModelPair:
+  """The WAE paper's decoder (models/autoencoder.py: 'wae_mnist' latent 8, 'wae_celeba'
+  latent 64, base width g_ch 128) as G, with the standard CNN critic (d_ch) as the pair's
+  critic; unconditional only."""
+  if num_classes:
+    raise ConfigError(f'model {name} is unconditional; set conditional.method=none')
+  common = _common(model_config)
+  _no_critic_batch_norm(common, name)
+  g_fn, d_fn = autoencoder.make_conv_fns(
+      name, data_shape=layers.check_image_shape(_data_shape(data_shape), name),
+      g_ch=_positive_int(model_config, 'g_ch', 128), d_ch=_positive_int(model_config, 'd_ch', 64),
+      d_norm=common['d_norm'], d_out_bias=common['d_out_bias'],
+      conv_impl=_conv_impl(model_config), bn_axis_name=bn_axis_name)
+  z_dim = _positive_int(model_config, 'z_dim', 8 if name == 'wae_mnist' else 64)
+  return _pair(g_fn, d_fn, z_dim)
+
+
 MODELS: Dict[str, Callable[..., ModelPair]] = {
     'mlp': build_mlp,
     'dcgan': build_dcgan,
     'resnet': build_resnet,
     'biggan': build_biggan,
+    'wae_mnist': functools.partial(build_wae_conv, 'wae_mnist'),
+    'wae_celeba': functools.partial(build_wae_conv, 'wae_celeba'),
 }
 
 
