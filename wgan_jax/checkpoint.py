@@ -52,6 +52,9 @@ ADDED_KEYS = {'model.compute_dtype': 'float32', 'n_critic_warmup': 0,
 ADDED_KEYS.update({'optim.g.decay_start_step': 0, 'optim.d.decay_start_step': 0})
 ADDED_KEYS.update({'ema_start': 0, 'ortho_reg': 0.0})  # BigGAN's (configs/biggan.py)
 ADDED_KEYS.update({'family': 'gan'})  # wgan_jax.families
+ADDED_KEYS.update({'data.domain_a': '', 'data.domain_b': '', 'cyclegan.lambda_cyc': 10.0,
+                   'cyclegan.lambda_identity': 0.5, 'cyclegan.pool_size': 50,
+                   'cyclegan.n_blocks': 0, 'cyclegan.d_layers': 3})  # family cyclegan
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

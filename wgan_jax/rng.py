@@ -30,6 +30,8 @@ frozen: changing one changes the runs of existing configs.
   LINES_INIT_STREAM   0x1417      parallel_lines' critic initialisation        experiments/
   STANDING_STREAM     0x57A2D     standing statistics' passes                  train.py
                                   (eval.standing_stats); pass i: fold_in(., i)
+  POOL_STREAM         0x9001      CycleGAN's image-pool draws: fold_in(an      families/
+                                  update's key, .)                             cyclegan.py
 
 Model initialisation uses PRNGKey(seed) itself (train.Run.init_state); parallel_lines'
 critic updates fold_in(fold_in(PRNGKey(seed), t), i) for update i of theta number t.
@@ -49,6 +51,7 @@ PROBE_STREAM = 0x11B
 LINES_EVAL_STREAM = 0xE7A1
 LINES_INIT_STREAM = 0x1417
 STANDING_STREAM = 0x57A2D
+POOL_STREAM = 0x9001
 
 
 def stream_key(seed: int, stream: int) -> 'jax.Array':

@@ -10,6 +10,8 @@ method, and the spectral-norm state advances in critic updates only.
 
   gan       a generator G(z) against a critic D(x); class-conditional runs too (gan.py:
             the one place that decides which labels each network takes)
+  cyclegan  unpaired translation G: A -> B, F: B -> A against critics D_A, D_B with image
+            pools, cycle and identity terms (cyclegan.py; data.domain_a / data.domain_b)
 
 Shape glossary:
   b       examples of one update on this device (B / num_shards under pmap)
@@ -21,12 +23,13 @@ Shape glossary:
 from typing import Callable
 
 from wgan_jax import registry
-from wgan_jax.families import gan
+from wgan_jax.families import cyclegan, gan
 from wgan_jax.families.base import CriticView, Draws, Family, Networks, merge, sample_labels, sample_z
 
 # family name -> build(*, models, loss, cfg, config, bn_axis_name) -> Family
 FAMILIES: dict[str, Callable[..., Family]] = {
     'gan': gan.build,
+    'cyclegan': cyclegan.build,
 }
 
 
