@@ -1,6 +1,5 @@
 """The cyclegan family: the image pool, the generator objective's terms, the toy and image
 smoke runs, translation with wgan_jax.sample, and the one-line errors."""
-import json
 import os
 
 import jax
@@ -11,14 +10,10 @@ from PIL import Image
 
 from wgan_jax import config_lib, sample, train
 from wgan_jax.errors import ConfigError, UserError
+from wgan_jax.eval import cyclegan as cyclegan_eval
 from wgan_jax.families import cyclegan as cg
 
 from tests import configs_loader
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
 
 
 # ----------------------------------------------------------------------------- image pool
@@ -146,7 +141,7 @@ def _write_pngs(folder, n: int, seed: int):
   folder.mkdir()
   rng = np.random.default_rng(seed)
   for i in range(n):
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
         folder / f'im{i}.png')
 
 
@@ -156,21 +151,24 @@ def test_image_smoke_step_on_two_folders(tmp_path, monkeypatch):
   monkeypatch.setenv('WGAN_JAX_CONV_IMPL', 'xla')
   _write_pngs(tmp_path / 'a', 4, 0)
   _write_pngs(tmp_path / 'b', 5, 1)
-  workdir = str(tmp_path / 'run')
   config = configs_loader.load(
       'cyclegan', f'folder,a={tmp_path / "a"},b={tmp_path / "b"},epoch_steps=5,smoke',
-      total_steps=1, eval_every_steps=1, checkpoint_every_steps=1, batch_size=2,
-      **{'eval.num_images': 2, 'cyclegan.lambda_identity': 0.0})  # identity: the toy run's
-  record = train.train_and_evaluate(config, workdir)
-  assert np.isfinite(record['eval/cycle_error']) and np.isfinite(record['g_loss'])
-  grid = np.asarray(Image.open(os.path.join(workdir, 'samples', 'step_0000001.png')))
+      batch_size=2, **{'eval.num_images': 2, 'data.image_size': 16,
+                       'cyclegan.d_layers': 1, 'cyclegan.lambda_identity': 0.0})
+  run = train.Run(config)
+  try:
+    state, metrics = run.train_step()(run.init_state(), run.batch(0))
+    scores = cyclegan_eval.CycleEvaluator(run, str(tmp_path / 'run'))(state, 1)
+    inputs, names = sample.read_inputs(str(tmp_path / 'b'), run)  # a folder to translate
+  finally:
+    run.close()
+  assert np.isfinite(float(metrics['g_loss'])) and np.isfinite(scores['eval/cycle_error'])
+  grid = np.asarray(Image.open(tmp_path / 'run' / 'samples' / 'step_0000001.png'))
   assert grid.shape[0] > grid.shape[1]  # 4 rows (a | G(a) | F(G(a)), b | ...) of 3 images
-  run, state, _ = train.load_for_inference(workdir)
-  inputs, names = sample.read_inputs(str(tmp_path / 'b'), run)  # a folder to translate
-  assert inputs.shape == (5, 32, 32, 3) and names[0] == 'im0'
+  assert inputs.shape == (5, 16, 16, 3) and names[0] == 'im0'
   assert inputs.dtype == np.float32 and np.all(np.abs(inputs) <= 1.0)
   assert {k for k in state.d.params} >= {'D_A/conv_0', 'D_B/conv_0'}
-  assert state.extra['a']['images'].shape == (6, 32, 32, 3)
+  assert state.extra['a']['images'].shape == (6, 16, 16, 3)
   assert int(state.extra['a']['count']) == 2  # one update of batch 2
 
 

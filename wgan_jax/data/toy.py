@@ -131,15 +131,15 @@ TOY_DATASETS: dict[str, ToySpec] = {
         centers=_gaussians25_centers() / _G25_DIVISOR,
         std=_G25_STD / _G25_DIVISOR,
         num_classes=25),
+    'swissroll': ToySpec(sample=_swissroll_sample, centers=None, std=None, num_classes=1),
+    'parallel_lines': ToySpec(sample=_parallel_lines_sample, centers=None, std=None,
+                              num_classes=1),
     'gaussians8_rotated': ToySpec(
         sample=_mixture_sampler(rotate_scale(_gaussians8_centers()), _ROT_SCALE * _G8_STD,
                                 _G8_DIVISOR),
         centers=rotate_scale(_gaussians8_centers()) / _G8_DIVISOR,
         std=_ROT_SCALE * _G8_STD / _G8_DIVISOR,
         num_classes=8),
-    'swissroll': ToySpec(sample=_swissroll_sample, centers=None, std=None, num_classes=1),
-    'parallel_lines': ToySpec(sample=_parallel_lines_sample, centers=None, std=None,
-                              num_classes=1),
 }
 
 

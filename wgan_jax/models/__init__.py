@@ -222,13 +222,14 @@ def build_biggan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str]
 
 def build_cyclegan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
                    num_classes: int = 0, critic_head: str = 'none', n_blocks: int = 0,
-                   d_layers: int = 3) -> ModelPair:
+                   d_layers: Optional[int] = None) -> ModelPair:
   """CycleGAN's networks (models/cyclegan.py) for a pair of domains of `data_shape`: g the
   map G: A -> B, e the inverse map F: B -> A (x -> x; apply(params, state, None, x,
   is_training=bool)), d the critic side over pairs (D_A, D_B): apply(params, state, None,
   (x_a, x_b), update_stats=bool) -> scores [B, P_A + P_B]. Images: ResNet generators of
   width g_ch with n_blocks residual blocks (0: 9 at 256, 6 below) and PatchGAN critics of
-  width d_ch with d_layers stride-2 layers; 2-D data: MLPs of mlp_hidden x mlp_layers.
+  width d_ch with d_layers stride-2 layers (None: 3, fewer on images too small for 3);
+  2-D data: MLPs of mlp_hidden x mlp_layers.
   Unconditional only; no batch norm (instance norm), so bn_axis_name is unused."""
   del bn_axis_name, critic_head
   if num_classes:

@@ -164,7 +164,8 @@ def pair_critic_fn(critic: Callable) -> Callable:
 
 
 def make_fns(*, data_shape: Sequence[int], d_norm: str, ngf: int = 64, ndf: int = 64,
-             n_blocks: int = 0, d_layers: int = 3, hidden: int = 512, n_layers: int = 3,
+             n_blocks: int = 0, d_layers: Optional[int] = 3, hidden: int = 512,
+             n_layers: int = 3,
              conv_impl: str = 'xla') -> tuple:
   """(G, F, D) haiku functions of a domain pair of examples of `data_shape`.
 
@@ -173,7 +174,8 @@ def make_fns(*, data_shape: Sequence[int], d_norm: str, ngf: int = 64, ndf: int 
     d_norm: model.d_norm: none (instance norm) | layer | spectral (see the docstring).
     ngf, ndf: the generators' / critics' base width (64).
     n_blocks: residual blocks (0: default_blocks(H)).
-    d_layers: the PatchGAN's stride-2 layers (3: the 70x70 PatchGAN).
+    d_layers: the PatchGAN's stride-2 layers (3: the 70x70 PatchGAN; None: 3, or fewer
+      where the images are too small for 3).
     hidden, n_layers: the toy MLPs' width and depth.
     conv_impl: the resolved convolution algorithm (wgan_jax.ops.conv).
   Returns:
@@ -198,10 +200,10 @@ def make_fns(*, data_shape: Sequence[int], d_norm: str, ngf: int = 64, ndf: int 
   h, w, c = shape
   if h % 4 or w % 4:
     raise ConfigError(f'model cyclegan needs image sides that are multiples of 4, got {h}x{w}')
-  side = min(h, w)
-  for i in range(d_layers):
-    side = side // 2
-  if side - 2 < 1:
+  fits = lambda k: min(h, w) // 2 ** k - 2 >= 1  # the PatchGAN leaves scores
+  if d_layers is None:  # the 70x70 PatchGAN's 3, or as many as the images allow
+    d_layers = max([k for k in range(1, 4) if fits(k)] or [1])
+  if not fits(d_layers):
     raise ConfigError(f'a PatchGAN of cyclegan.d_layers={d_layers} has no scores on {h}x{w} '
                       f'images; lower cyclegan.d_layers or use larger images')
   blocks = n_blocks or default_blocks(min(h, w))
