@@ -22,6 +22,11 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 # overrides).
 FAMILY_SMOKE = {
     'gan': ('wgan_gp', 'gaussians8,smoke', {}),
+    'bigan': ('bigan', 'gaussians8,smoke', {}),
+    'cyclegan': ('cyclegan', 'gaussians8,smoke', {}),
+    'wae_gan': ('wae', 'gan,gaussians8,smoke', {}),
+    'wae_mmd': ('wae', 'mmd,gaussians8,smoke', {}),
+    'vae': ('vae', 'gaussians8,smoke', {}),
 }
 # The families' steps on 4 devices against one: the same numbers up to reduction order.
 RTOL, ATOL = 1e-3, 2e-4

@@ -429,7 +429,8 @@ def test_bfloat16_compute_keeps_params_state_and_outputs_float32(name):
 
 # ----------------------------------------------------------------------------- registry, config
 def test_registry_and_unknown_model_name():
-  assert set(MODELS) == {'mlp', 'dcgan', 'resnet', 'biggan', 'wae_mnist', 'wae_celeba'}
+  assert set(MODELS) == {'mlp', 'dcgan', 'resnet', 'biggan', 'wae_mnist', 'wae_celeba',
+                         'cyclegan'}
   with pytest.raises(ConfigError, match='resnet'):
     build_models(model_config(name='vgg'), data_shape=(2,))
 

@@ -21,7 +21,8 @@ def _sample(name, n=N, seed=0):
 
 
 def test_registry_names_and_unknown_name():
-  assert set(toy.TOY_DATASETS) == {'gaussians8', 'gaussians25', 'swissroll', 'parallel_lines'}
+  assert set(toy.TOY_DATASETS) == {'gaussians8', 'gaussians25', 'swissroll', 'parallel_lines',
+                                   'gaussians8_rotated'}
   with pytest.raises(errors.ConfigError, match='gaussians8'):
     toy.get_toy('gaussians9')
 

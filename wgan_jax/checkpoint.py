@@ -55,6 +55,9 @@ ADDED_KEYS.update({'family': 'gan'})  # wgan_jax.families
 ADDED_KEYS.update({'bigan.encoder': 'deterministic', 'bigan.nets': 'mlp'})  # families.bigan
 ADDED_KEYS.update({'wae.lambda_': 10.0, 'wae.recon_scale': 1.0, 'wae.critic_hidden': 512,
                    'wae.critic_layers': 4, 'vae.obs_std': 0.1})  # wae_gan, wae_mmd, vae
+ADDED_KEYS.update({'data.domain_a': '', 'data.domain_b': '', 'cyclegan.lambda_cyc': 10.0,
+                   'cyclegan.lambda_identity': 0.5, 'cyclegan.pool_size': 50,
+                   'cyclegan.n_blocks': 0, 'cyclegan.d_layers': 3})  # family cyclegan
 
 
 def flatten_config(d: dict, prefix: str = '') -> dict:

@@ -20,7 +20,7 @@ from wgan_jax.errors import ConfigError
 
 # Dataset names as config-argument tokens (the registries in wgan_jax.data hold the same
 # names, checked by a test; they are not imported here to keep config loading light).
-TOY_DATASETS = ('gaussians8', 'gaussians25', 'swissroll', 'parallel_lines')
+TOY_DATASETS = ('gaussians8', 'gaussians25', 'swissroll', 'parallel_lines', 'gaussians8_rotated')
 IMAGE_DATASETS = ('cifar10', 'mnist', 'fashion_mnist', 'celeb_a', 'stl10')
 # The names of wgan_jax.parallel.STRATEGIES (checked by a test; that module imports jax).
 STRATEGIES = ('single', 'pmap', 'jit')
@@ -70,7 +70,10 @@ def base_config() -> ml_collections.ConfigDict:
   # converts grey / RGB / RGBA (alpha on white): one convention, wgan_jax.data.pixels.
   c.data = ml_collections.ConfigDict(dict(
       name='cifar10', split='train', data_dir='', placement='auto', device_budget_mb=2048.0,
-      host_budget_mb=16384.0, stream_workers=2, random_flip=False, image_size=0, channels=0))
+      host_budget_mb=16384.0, stream_workers=2, random_flip=False, image_size=0, channels=0,
+      # Two-domain runs (family cyclegan): the datasets of domains A and B, names as `name`
+      # (tfds:cycle_gan/PAIR reads its split + 'A' / 'B'); '' for every other family.
+      domain_a='', domain_b=''))
   c.model = ml_collections.ConfigDict(dict(
       name='resnet', z_dim=128, g_batch_norm=True, d_norm='none', g_spectral_norm=False,
       g_ch=256, d_ch=128, activation='relu', mlp_hidden=512, mlp_layers=3,
@@ -113,6 +116,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.wae = ml_collections.ConfigDict(dict(lambda_=10.0, recon_scale=1.0, critic_hidden=512,
                                          critic_layers=4))
   c.vae = ml_collections.ConfigDict(dict(obs_std=0.1))
+  # CycleGAN (wgan_jax.families.cyclegan; Zhu et al. 2017): the cycle loss weight
+  # (lambda_A = lambda_B), the identity weight (x lambda_cyc; 0: off), the image pools' size
+  # (0: none), the generators' residual blocks (0: 9 at 256, 6 below) and the PatchGAN's
+  # stride-2 layers (3: 70x70).
+  c.cyclegan = ml_collections.ConfigDict(dict(
+      lambda_cyc=10.0, lambda_identity=0.5, pool_size=50, n_blocks=0, d_layers=3))
   return c
 
 
@@ -430,6 +439,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     for key in ('acgan_d_weight', 'acgan_g_weight'):
       _check(_finite(cond[key]) and cond[key] >= 0,
              f'conditional.{key} must be >= 0 and finite, got {cond[key]}')
+  _validate_domains(c)
   if c.lipschitz.method == 'spectral':
     _check(c.model.d_norm in ('none', 'spectral'),
            f'lipschitz.method spectral normalises the critic; model.d_norm must be none or '
@@ -437,6 +447,26 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 
 PLACEMENTS = ('auto', 'device', 'host', 'stream')  # data.placement (wgan_jax.data.source)
+
+
+def _validate_domains(c: ml_collections.ConfigDict) -> None:
+  """Two domains (data.domain_a, data.domain_b) exactly for family cyclegan, which is
+  unconditional and has no image metrics of G(z)."""
+  domains = (c.data.get('domain_a', ''), c.data.get('domain_b', ''))
+  if c.get('family', 'gan') != 'cyclegan':
+    _check(not any(domains), f'data.domain_a / data.domain_b are read by family cyclegan only '
+                             f'(this run: {c.get("family", "gan")}); drop them')
+    return
+  _check(all(domains), f'family cyclegan needs two datasets, data.domain_a and data.domain_b '
+                       f'(got {domains[0]!r}, {domains[1]!r}), e.g. '
+                       f'--config=configs/cyclegan.py:horse2zebra')
+  cond = c.get('conditional')
+  _check(cond is None or cond.method == 'none',
+         f'family cyclegan is unconditional; set conditional.method=none (got '
+         f'{cond.method if cond is not None else None!r})')
+  _check(not c.eval.metrics_every_steps,
+         f'eval.metrics_every_steps={c.eval.metrics_every_steps}: image metrics of G(z) do not '
+         f'apply to family cyclegan (its evaluator reports eval/cycle_error); set it to 0')
 
 
 def _validate_data(d: ml_collections.ConfigDict) -> None:

@@ -32,6 +32,8 @@ frozen: changing one changes the runs of existing configs.
                                   (eval.standing_stats); pass i: fold_in(., i)
   ENCODER_STREAM      0xE2C       bigan's Gaussian encoder noise: fold_in(an   families/
                                   update's key, .)                             bigan.py
+  POOL_STREAM         0x9001      CycleGAN's image-pool draws: fold_in(an      families/
+                                  update's key, .)                             cyclegan.py
 
 Model initialisation uses PRNGKey(seed) itself (train.Run.init_state); parallel_lines'
 critic updates fold_in(fold_in(PRNGKey(seed), t), i) for update i of theta number t.
@@ -52,6 +54,7 @@ LINES_EVAL_STREAM = 0xE7A1
 LINES_INIT_STREAM = 0x1417
 STANDING_STREAM = 0x57A2D
 ENCODER_STREAM = 0xE2C
+POOL_STREAM = 0x9001
 
 
 def stream_key(seed: int, stream: int) -> 'jax.Array':

@@ -17,6 +17,14 @@ Class-conditional runs take --labels: a class (`3`), a comma list (`0,3,7`: the 
 cycle through it), or `all` (--num_samples per class, an image grid with one row per class);
 toy scatter plots colour the samples by requested class. Without --labels a conditional run
 cycles through all classes.
+
+Translation runs (family cyclegan) translate instead of sampling: --input=PATH (a .npy of
+float32 examples [n, ...] in the data's range, images in [-1, 1] (uint8 images are scaled),
+or a folder of images, read like data.name folder:PATH at the run's image size) and
+--direction=a2b (G: A -> B, default) or b2a (F: B -> A). --out: .npy (the translations,
+float32 [n, ...]), .png (2-D data: a scatter of input and translation; images: a grid of
+rows input | translation), or a folder (images: one PNG per input, named as the input file
+or NNNNNN.png for a .npy). --num_samples, --seed, --labels and --truncation do not apply.
 """
 import os
 import shutil
@@ -43,6 +51,11 @@ _LABELS = flags.DEFINE_string('labels', None, 'Conditional runs: a class, a comm
 
 _TRUNCATION = flags.DEFINE_float('truncation', 0.0, 'Truncation trick: resample |z| > T '
                                   '(0: no truncation).')
+
+_INPUT = flags.DEFINE_string('input', None, 'Translation runs (cyclegan): a .npy of examples or '
+                             'a folder of images to translate.')
+_DIRECTION = flags.DEFINE_enum('direction', 'a2b', ['a2b', 'b2a'],
+                               'Translation runs: a2b (G: A -> B) or b2a (F: B -> A).')
 
 FORMATS = ('.npy', '.png')
 BATCH = 500
@@ -194,8 +207,88 @@ def write_samples(path: str, samples, *, is_toy: bool, title: str = '', labels=N
     plots.save_image_grid(path, samples, ncol=ncol)
 
 
+def read_inputs(path: str, run) -> tuple[np.ndarray, list]:
+  """(float32 [n, *data_shape] examples, names) of --input: a .npy (uint8 images scaled to
+  [-1, 1]; names NNNNNN) or a folder of images at the run's image shape (names: the files'
+  stems). UserError (one line) for a missing path or examples of another shape."""
+  from wgan_jax.data import folder, source  # pylint: disable=import-outside-toplevel
+  shape = tuple(run.data_shape)
+  if path.endswith('.npy'):
+    if not os.path.isfile(path):
+      raise UserError(f'--input={path!r} does not exist; pass a .npy file or a folder of images')
+    x = np.load(path)
+    if x.dtype == np.uint8:
+      x = source.to_float(x)
+    x = np.asarray(x, np.float32)
+    if x.ndim < 1 or tuple(x.shape[1:]) != shape:
+      raise UserError(f'--input={path!r} holds an array of shape {x.shape}; this run '
+                      f'translates examples of shape {shape}: pass [n, *{shape}]')
+    return x, [f'{i:06d}' for i in range(len(x))]
+  if not os.path.isdir(path):
+    raise UserError(f'--input={path!r} is neither a .npy file nor a folder of images')
+  if len(shape) != 3:
+    raise UserError(f'--input={path!r}: a folder of images, but this run translates 2-D '
+                    f'points; pass a .npy of shape [n, 2]')
+  store = folder.FolderStore(path, {'name': f'folder:{path}', 'image_size': shape[0],
+                                    'channels': shape[2]})
+  images, _ = store.read(np.arange(store.num_examples))
+  names = [os.path.splitext(f.replace('/', '_'))[0] for f in store.files]
+  return source.to_float(images), names
+
+
+def translate(run, state, x: np.ndarray, *, direction: str) -> np.ndarray:
+  """x [n, ...] translated by G (a2b) or F (b2a) in inference mode, from the sampling
+  weights (EMA where configured), in chunks of BATCH."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from wgan_jax.eval.evaluators import in_batches  # pylint: disable=import-outside-toplevel
+  from wgan_jax.state import sampling_params  # pylint: disable=import-outside-toplevel
+  net = run.models.g if direction == 'a2b' else run.models.e
+  fn = jax.jit(lambda p, s, v: net.apply(p, s, None, v, is_training=False)[0])
+  return np.concatenate(list(in_batches(fn, sampling_params(state), state.g.state, x,
+                                        batch_size=BATCH)))
+
+
+def write_translations(out: str, x: np.ndarray, y: np.ndarray, names: list, *, is_toy: bool,
+                       title: str = '') -> None:
+  """The translations y of inputs x to --out (.npy, .png or a folder; module docstring)."""
+  if out.endswith('.npy'):
+    np.save(out, y)
+  elif out.endswith('.png') and is_toy:
+    plots.plot_toy(out, real=x, fake=y, title=title)
+  elif out.endswith('.png'):
+    plots.save_image_grid(out, np.stack([x, y], axis=1).reshape((-1,) + x.shape[1:]), ncol=2)
+  else:
+    os.makedirs(out, exist_ok=True)
+    for name, image in zip(names, y):
+      plots.save_image_grid(os.path.join(out, f'{name}.png'), image[None], ncol=1)
+
+
+def translate_main(out: str) -> None:
+  """`main` for translation runs (family cyclegan): --input, --direction, --out."""
+  from wgan_jax import train  # pylint: disable=import-outside-toplevel
+  run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
+  if run.family.name != 'cyclegan':
+    raise UserError(f'--input translates with family cyclegan runs; {_WORKDIR.value!r} is a '
+                    f'{run.family.name} run (drop --input to sample)')
+  if run.is_toy and not (out.endswith('.npy') or out.endswith('.png')):
+    raise UserError(f'--out={out!r}: 2-D translations are written to a .npy or .png')
+  x, names = read_inputs(_INPUT.value, run)
+  y = translate(run, state, x, direction=_DIRECTION.value)
+  write_translations(out, x, y, names, is_toy=run.is_toy,
+                     title=f'{_DIRECTION.value}, step {step}')
+  print(f'wrote {len(y)} translations ({_DIRECTION.value}) of step {step} to {out}')
+
+
 def main(argv):
   del argv
+  if _INPUT.value is not None:
+    if not _WORKDIR.value or not _OUT.value:
+      cli.fail('--workdir and --out are required, e.g. --workdir=runs/h2z --input=a.npy '
+               '--out=b.npy')
+    if os.path.isfile(_OUT.value) and not _OUT.value.endswith(FORMATS):
+      cli.fail(f'--out={_OUT.value!r} is a file; pass a .npy, a .png or a folder')
+    translate_main(_OUT.value)
+    return
   if not _WORKDIR.value or not _OUT.value:
     cli.fail('--workdir and --out are required, e.g. --workdir=runs/quickstart --out=s.png')
   if os.path.splitext(_OUT.value)[1] not in FORMATS:
@@ -215,6 +308,9 @@ def main(argv):
     check_size(out, count=plan[0], example_shape=plan[1])
   from wgan_jax import train  # pylint: disable=import-outside-toplevel
   run, state, step = train.load_for_inference(_WORKDIR.value, _STEP.value)
+  if run.family.name == 'cyclegan':
+    raise UserError(f'{_WORKDIR.value!r} is a cyclegan run, which translates: pass '
+                    f'--input=PATH (.npy or a folder of images) and --direction=a2b|b2a')
   labels = parse_labels(_LABELS.value, num_classes=run.num_classes,
                         num_samples=_NUM_SAMPLES.value)
   n = _NUM_SAMPLES.value if labels is None else len(labels)

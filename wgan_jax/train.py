@@ -29,7 +29,7 @@ class Run:
     self.loss = losses.get_loss(config.loss)
     self.plan = lipschitz.make_plan(config.lipschitz)
     self.data_shape, dataset_classes = data.describe(config.data)
-    self.is_toy = data.is_toy(config.data.name)
+    self.is_toy = data.is_toy(data.primary_name(config.data))
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.d_norm = config_lib.critic_norm(config)
     # Class-conditional runs (config.conditional): 0 classes = unconditional.
@@ -76,9 +76,10 @@ class Run:
     self.source = data.make_source(
         config.data, seed=config.seed, process_index=jax.process_index(),
         process_count=jax.process_count()) if open_data else None
-    # data.placement device: the split's uint8 images on every device, once.
-    self.table = (self.strategy.put_table(self.source.take_table())
-                  if getattr(self.source, 'placement', None) == 'device' else None)
+    # data.placement device: the split's uint8 images on every device, once (by batch key:
+    # 'table', and 'table_b' for domain B of two-domain runs).
+    self.tables = {k: self.strategy.put_table(t)
+                   for k, t in (data.take_tables(self.source) if open_data else {}).items()}
 
   def close(self) -> None:
     """Stops the data source's workers (data.placement stream) and closes its files."""
@@ -156,15 +157,15 @@ class Run:
     """This process's real examples of step `step`, laid out for the strategy:
     {'x' [K, B, ...]} (float32 2-D points, uint8 images) or {'index': int32 [K, B],
     'table': the placed images} (data.placement device), plus {'label': int32 [K, B]} for
-    class-conditional runs; K and the data position from the critic schedule."""
+    class-conditional runs, and domain B's under keys ending in _b for two-domain runs
+    (wgan_jax.data.pair); K and the data position from the critic schedule."""
     shape = (step_lib.critic_updates_at(step, self.schedule), self.config.batch_size)
     start = step_lib.critic_updates_before(step, self.schedule) * self.config.batch_size
     batch, labels = self.source.batches(step, shape=shape, start=start)
     if self.num_classes:
       batch['label'] = np.asarray(labels, np.int32)
     batch = self.strategy.put_batch(batch)
-    if self.table is not None:
-      batch['table'] = self.table
+    batch.update(self.tables)
     return batch
 
   def sample_fn(self):

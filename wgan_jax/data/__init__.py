@@ -8,11 +8,12 @@ example, step * prod(shape) by default; a run with a critic schedule (K depends 
 passes critic_updates_before(step) * B.
 Toy sources draw each step's samples from a generator keyed by (seed, step), whatever the
 shape, and ignore `start`. In a multi-process run each process gets only its slice of the
-global batch axis.
+global batch axis. Two-domain runs (data.domain_a, data.domain_b: family cyclegan) read a
+PairSource (wgan_jax.data.pair): domain B's keys carry the suffix _b.
 """
 import numpy as np
 
-from wgan_jax.data import source, store, toy
+from wgan_jax.data import pair, source, store, toy
 from wgan_jax.errors import ConfigError
 
 
@@ -52,7 +53,9 @@ def _process_slice(x, labels, index: int, count: int, *, axis: int):
 
 def describe(data_config) -> tuple[tuple, int]:
   """(shape of one example, number of label values (1 without labels)) of config.data,
-  reading as little as the format allows."""
+  reading as little as the format allows (two domains: their common shape, no labels)."""
+  if pair.domain_names(data_config):
+    return pair.describe_pair(data_config, describe)
   if data_config.name in toy.TOY_DATASETS:
     return (2,), toy.TOY_DATASETS[data_config.name].num_classes
   name = data_config.name
@@ -73,10 +76,32 @@ def is_toy(name: str) -> bool:
 
 
 def make_source(data_config, *, seed: int, process_index: int = 0, process_count: int = 1):
-  """The source of config.data; raises ConfigError / DataError (one line) on bad input."""
+  """The source of config.data (a pair.PairSource for two domains); raises ConfigError /
+  DataError (one line) on bad input."""
+  names = pair.domain_names(data_config)
+  if names:
+    a, b = (pair.as_config(pair.domain_config(data_config, n, d))
+            for n, d in zip(names, 'AB'))
+    return pair.PairSource(
+        make_source(a, seed=seed, process_index=process_index, process_count=process_count),
+        make_source(b, seed=seed + pair.DOMAIN_B_SEED_OFFSET, process_index=process_index,
+                    process_count=process_count))
   if data_config.name in toy.TOY_DATASETS:
     return ToySource(data_config.name, seed=seed, process_index=process_index,
                      process_count=process_count)
   describe(data_config)  # an unknown name lists every valid one
   return source.ImageSource(data_config, seed=seed, process_index=process_index,
                             process_count=process_count)
+
+
+def primary_name(data_config) -> str:
+  """The dataset that gives the run's examples: domain A's for two domains, else data.name."""
+  return pair.primary_name(data_config)
+
+
+def take_tables(src) -> dict:
+  """The uint8 tables a source places on the devices (data.placement device), by batch key:
+  {'table'} (and {'table_b'} for domain B of a PairSource), {} for other placements."""
+  if isinstance(src, pair.PairSource):
+    return src.take_tables()
+  return {'table': src.take_table()} if getattr(src, 'placement', None) == 'device' else {}

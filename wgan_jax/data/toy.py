@@ -9,6 +9,10 @@ Example 1 of Arjovsky et al. 2017:
                   by 2.828.
   swissroll       sklearn make_swiss_roll(noise=0.25), dims [0, 2], divided by 7.5.
   parallel_lines  P0 = (0, U[0, 1]).
+  gaussians8_rotated
+                  gaussians8 rotated by 30 degrees and scaled by 1.5 (centres and noise): the
+                  second domain of CycleGAN's toy pair (configs/cyclegan.py:gaussians8),
+                  G: gaussians8 -> it.
 
 Shapes:
   n       number of samples
@@ -33,6 +37,8 @@ _G8_STD = 0.02
 _G8_DIVISOR = 1.414
 _G25_STD = 0.05
 _G25_DIVISOR = 2.828
+_ROT_ANGLE = math.pi / 6  # gaussians8_rotated: 30 degrees (45 would map the modes onto
+_ROT_SCALE = 1.5          # themselves), scale 1.5
 _SWISS_NOISE = 0.25
 _SWISS_DIVISOR = 7.5
 
@@ -72,6 +78,13 @@ def _mixture_sampler(centers: np.ndarray, std: float, divisor: float):
     points = (centers[labels] + std * rng.standard_normal((n, 2))) / divisor
     return points.astype(np.float32), labels.astype(np.int32)
   return sample
+
+
+def rotate_scale(points: np.ndarray, *, angle: float = _ROT_ANGLE,
+                 scale: float = _ROT_SCALE) -> np.ndarray:
+  """points [n, 2] rotated counter-clockwise by `angle` (radians) and scaled by `scale`."""
+  c, s = math.cos(angle), math.sin(angle)
+  return scale * points @ np.array([[c, s], [-s, c]], points.dtype)
 
 
 def make_swiss_roll(rng: np.random.Generator, n: int, noise: float = 0.0) -> np.ndarray:
@@ -121,6 +134,12 @@ TOY_DATASETS: dict[str, ToySpec] = {
     'swissroll': ToySpec(sample=_swissroll_sample, centers=None, std=None, num_classes=1),
     'parallel_lines': ToySpec(sample=_parallel_lines_sample, centers=None, std=None,
                               num_classes=1),
+    'gaussians8_rotated': ToySpec(
+        sample=_mixture_sampler(rotate_scale(_gaussians8_centers()), _ROT_SCALE * _G8_STD,
+                                _G8_DIVISOR),
+        centers=rotate_scale(_gaussians8_centers()) / _G8_DIVISOR,
+        std=_ROT_SCALE * _G8_STD / _G8_DIVISOR,
+        num_classes=8),
 }
 
 

@@ -32,7 +32,7 @@ from etils import epath
 from wgan_jax import parallel, plots, rng
 from wgan_jax import workdir as workdir_lib
 from wgan_jax.eval import autoencoders as autoencoder_eval, bigan as bigan_eval
-from wgan_jax.eval import toy as toy_eval
+from wgan_jax.eval import cyclegan as cyclegan_eval, toy as toy_eval
 from wgan_jax.state import TrainState, sampling_params
 
 IMAGE_TAG = 'samples'  # TensorBoard tag of the sample grids and toy figures
@@ -183,4 +183,5 @@ FAMILY_EVALUATORS: dict[str, Callable[..., list]] = {
     'wae_gan': autoencoder_eval.make_evaluators,
     'wae_mmd': autoencoder_eval.make_evaluators,
     'vae': autoencoder_eval.make_evaluators,
+    'cyclegan': cyclegan_eval.make_evaluators,
 }

@@ -13,6 +13,8 @@ method, and the spectral-norm state advances in critic updates only.
   bigan     BiGAN / ALI: G(z) and an encoder E(x) against a joint critic D(x, z) (bigan.py)
   wae_gan   Wasserstein auto-encoder, a critic on latents; wae_mmd: with an MMD penalty;
   vae       the VAE (autoencoders.py: encoder Q(x) and decoder G(z), prior N(0, I))
+  cyclegan  unpaired translation G: A -> B, F: B -> A against critics D_A, D_B with image
+            pools, cycle and identity terms (cyclegan.py; data.domain_a / data.domain_b)
 
 Shape glossary:
   b       examples of one update on this device (B / num_shards under pmap)
@@ -24,7 +26,7 @@ Shape glossary:
 from typing import Callable
 
 from wgan_jax import registry
-from wgan_jax.families import autoencoders, bigan, gan
+from wgan_jax.families import autoencoders, bigan, cyclegan, gan
 from wgan_jax.families.base import CriticView, Draws, Family, Networks, merge, sample_labels, sample_z
 
 # family name -> build(*, models, loss, cfg, config, bn_axis_name) -> Family
@@ -34,6 +36,7 @@ FAMILIES: dict[str, Callable[..., Family]] = {
     'wae_gan': autoencoders.build_wae_gan,
     'wae_mmd': autoencoders.build_wae_mmd,
     'vae': autoencoders.build_vae,
+    'cyclegan': cyclegan.build,
 }
 
 

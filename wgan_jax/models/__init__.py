@@ -40,7 +40,7 @@ import haiku as hk
 
 from wgan_jax import registry
 from wgan_jax.errors import ConfigError
-from wgan_jax.models import autoencoder, biggan, dcgan, layers, mlp, resnet
+from wgan_jax.models import autoencoder, biggan, cyclegan, dcgan, layers, mlp, resnet
 from wgan_jax.ops import conv
 
 # Base widths of the papers' models where the config does not give one.
@@ -238,6 +238,31 @@ def build_wae_conv(name: str, model_config, *, data_shape: tuple,
       conv_impl=_conv_impl(model_config), bn_axis_name=bn_axis_name)
   z_dim = _positive_int(model_config, 'z_dim', 8 if name == 'wae_mnist' else 64)
   return _pair(g_fn, d_fn, z_dim)
+def build_cyclegan(model_config, *, data_shape: tuple, bn_axis_name: Optional[str] = None,
+                   num_classes: int = 0, critic_head: str = 'none', n_blocks: int = 0,
+                   d_layers: Optional[int] = None) -> ModelPair:
+  """CycleGAN's networks (models/cyclegan.py) for a pair of domains of `data_shape`: g the
+  map G: A -> B, e the inverse map F: B -> A (x -> x; apply(params, state, None, x,
+  is_training=bool)), d the critic side over pairs (D_A, D_B): apply(params, state, None,
+  (x_a, x_b), update_stats=bool) -> scores [B, P_A + P_B]. Images: ResNet generators of
+  width g_ch with n_blocks residual blocks (0: 9 at 256, 6 below) and PatchGAN critics of
+  width d_ch with d_layers stride-2 layers (None: 3, fewer on images too small for 3);
+  2-D data: MLPs of mlp_hidden x mlp_layers.
+  Unconditional only; no batch norm (instance norm), so bn_axis_name is unused."""
+  del bn_axis_name, critic_head
+  if num_classes:
+    raise ConfigError('model cyclegan is unconditional; set conditional.method=none')
+  common = _common(model_config)
+  g_fn, f_fn, d_fn = cyclegan.make_fns(
+      data_shape=_data_shape(data_shape), d_norm=common['d_norm'],
+      ngf=_positive_int(model_config, 'g_ch', 64), ndf=_positive_int(model_config, 'd_ch', 64),
+      n_blocks=n_blocks, d_layers=d_layers,
+      hidden=_positive_int(model_config, 'mlp_hidden', 512),
+      n_layers=_positive_int(model_config, 'mlp_layers', 3),
+      conv_impl=_conv_impl(model_config))
+  t = hk.transform_with_state
+  return ModelPair(g=t(g_fn), d=t(d_fn), e=t(f_fn),
+                   z_dim=_positive_int(model_config, 'z_dim', 2))
 
 
 MODELS: Dict[str, Callable[..., ModelPair]] = {
@@ -247,6 +272,7 @@ MODELS: Dict[str, Callable[..., ModelPair]] = {
     'biggan': build_biggan,
     'wae_mnist': functools.partial(build_wae_conv, 'wae_mnist'),
     'wae_celeba': functools.partial(build_wae_conv, 'wae_celeba'),
+    'cyclegan': build_cyclegan,
 }
 
 
@@ -314,4 +340,4 @@ class _Overlay:
 
 
 __all__ = ['ModelPair', 'MODELS', 'build_models', 'build_mlp', 'build_dcgan', 'build_resnet',
-           'build_biggan']
+           'build_biggan', 'build_cyclegan']

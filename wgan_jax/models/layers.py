@@ -384,6 +384,17 @@ def leaky_relu(x: jax.Array) -> jax.Array:
   return jax.nn.leaky_relu(x, LEAKY_SLOPE)
 
 
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Instance normalisation without affine parameters (Ulyanov et al. 2016; PyTorch's
+  nn.InstanceNorm2d(affine=False, track_running_stats=False), CycleGAN's default norm):
+  each example's each channel of x [B, H, W, C] normalised over (H, W) with the biased
+  variance, in float32; no statistic couples the examples of a batch, none is stored."""
+  h = x.astype(jnp.float32)
+  mean = jnp.mean(h, axis=(1, 2), keepdims=True)
+  var = jnp.var(h, axis=(1, 2), keepdims=True)
+  return ((h - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
 # ----------------------------------------------------------------------------- shape checks
 def check_image_shape(data_shape: Sequence[int], model: str) -> Tuple[int, int, int]:
   """(H, W, C) of an image shape whose sides are multiples of 8; ConfigError otherwise."""
