@@ -4,6 +4,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Model-level tests compile with plain im2col convolutions: Winograd's transforms double the
@@ -28,6 +30,19 @@ def pytest_configure(config):
   if os.environ['WGAN_JAX_COMPILATION_CACHE']:
     jax.config.update('jax_compilation_cache_dir', os.environ['WGAN_JAX_COMPILATION_CACHE'])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+@pytest.fixture
+def fast_compile(monkeypatch):
+  """For end-to-end runs of deep networks: XLA's own convolutions (their compile is a
+  fraction of im2col's at these depths; the algorithms are tested in test_conv.py) and 'rbg'
+  keys (threefry's compile of the initialisers' many draws dominates such runs)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv('WGAN_JAX_CONV_IMPL', 'xla')
+  impl = jax.config.jax_default_prng_impl
+  jax.config.update('jax_default_prng_impl', 'rbg')
+  yield
+  jax.config.update('jax_default_prng_impl', impl)
 
 
 def pytest_unconfigure(config):

@@ -161,7 +161,8 @@ def test_toy_configs_train_and_evaluate(file, arg, family_keys, tmp_path):
   assert os.listdir(tmp_path / 'samples') == ['step_0000002.png']
 
 
-def test_mnist_config_trains_on_mock_images(tmp_path):
+def test_mnist_config_trains_on_mock_images(tmp_path, fast_compile):
+  del fast_compile
   config = configs_loader.load('wae', 'gan,mnist,smoke', total_steps=2, batch_size=4,
                                **{'model.g_ch': 4, 'model.conv_impl': 'xla',
                                   'wae.critic_hidden': 8, 'eval.num_samples': 8})

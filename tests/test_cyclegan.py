@@ -145,19 +145,6 @@ def _write_pngs(folder, n: int, seed: int):
         folder / f'im{i}.png')
 
 
-@pytest.fixture
-def fast_compile(monkeypatch):
-  """XLA's own convolutions (these networks have no transposed convolution, the slow
-  gradient on XLA:CPU; they compile several times faster than im2col here) and 'rbg' keys
-  (threefry's compile of the ~30 initialiser draws dominated this test), as
-  test_resnet_scales' end-to-end runs."""
-  monkeypatch.setenv('WGAN_JAX_CONV_IMPL', 'xla')
-  impl = jax.config.jax_default_prng_impl
-  jax.config.update('jax_default_prng_impl', 'rbg')
-  yield
-  jax.config.update('jax_default_prng_impl', impl)
-
-
 def test_image_smoke_step_on_two_folders(tmp_path, fast_compile):
   del fast_compile
   _write_pngs(tmp_path / 'a', 4, 0)

@@ -36,7 +36,7 @@ def test_every_registered_family_has_a_smoke_config():
   assert set(FAMILY_SMOKE) == set(families.FAMILIES)
 
 
-def _losses(family, strategy, steps=2, **overrides):
+def _losses(family, strategy, steps=1, **overrides):
   """The logged scalars of `steps` steps of the family's smoke config under `strategy`."""
   file, arg, extra = FAMILY_SMOKE[family]
   config = configs_loader.load(file, arg, **{**extra, 'batch_size': 8, 'g_batch_size': 0,

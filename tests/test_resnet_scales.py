@@ -20,18 +20,6 @@ from tests.test_models import conv_params, model_config
 KEY = jax.random.PRNGKey(0)
 
 
-@pytest.fixture
-def fast_compile(monkeypatch):
-  """The end-to-end runs at 48 / 128 px: XLA's own convolutions (their compile is half
-  im2col's at these depths; the algorithms are tested in test_conv.py) and 'rbg' keys for
-  the run's init (a quarter of threefry's compile for the 1000-class tables)."""
-  monkeypatch.setenv('WGAN_JAX_CONV_IMPL', 'xla')
-  impl = jax.config.jax_default_prng_impl
-  jax.config.update('jax_default_prng_impl', 'rbg')
-  yield
-  jax.config.update('jax_default_prng_impl', impl)
-
-
 # ----------------------------------------------------------------------------- the table
 def test_schedules_reach_their_resolution():
   for side, s in resnet.SCHEDULES.items():
