@@ -29,7 +29,7 @@ BAD_INPUTS = [
     ([f'--config={TOY}', '--config.model.name=bogus'], "unknown model.name 'bogus'"),
     ([f'--config={TOY}', '--config.data.name=bogus'],
      "unknown data.name 'bogus'; valid: celeb_a, cifar10, fashion_mnist, gaussians25, gaussians8, "
-     "mnist, parallel_lines, stl10, swissroll"),
+     "gaussians8_rotated, mnist, parallel_lines, stl10, swissroll"),
     ([f'--config={TOY}', '--config.total_steps=3000000000'],
      'total_steps must be in [1, 2147483647] (the step counter is int32), got 3000000000'),
     ([f'--config={TOY}', '--config.seed=-1'], 'seed must be in [0, 2147483647], got -1'),

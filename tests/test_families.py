@@ -28,12 +28,21 @@ FAMILY_SMOKE = {
     'wae_mmd': ('wae', 'mmd,gaussians8,smoke', {}),
     'vae': ('vae', 'gaussians8,smoke', {}),
 }
-# The families' steps on 4 devices against one: the same numbers up to reduction order.
+# The families the generic checks below run (gan's strategies and resume are tested in
+# test_parallel.py and test_checkpoint.py), and the scalars each one's evaluation logs.
+EVAL_KEYS = {
+    'bigan': ('eval/recon_mse', 'eval/latent_w1', 'eval/w1'),
+    'cyclegan': ('eval/cycle_error', 'eval/w1'),
+    'wae_gan': ('eval/recon_mse', 'eval/latent_mmd', 'eval/w1'),
+    'wae_mmd': ('eval/recon_mse', 'eval/latent_mmd', 'eval/w1'),
+    'vae': ('eval/recon_mse', 'eval/latent_mmd', 'eval/w1'),
+}
+# pmap and a sharded mesh: the same numbers up to reduction order.
 RTOL, ATOL = 1e-3, 2e-4
 
 
 def test_every_registered_family_has_a_smoke_config():
-  assert set(FAMILY_SMOKE) == set(families.FAMILIES)
+  assert set(FAMILY_SMOKE) == set(families.FAMILIES) == set(EVAL_KEYS) | {'gan'}
 
 
 def _losses(family, strategy, steps=1, **overrides):
@@ -51,34 +60,34 @@ def _losses(family, strategy, steps=1, **overrides):
   return out
 
 
-@pytest.mark.parametrize('family', sorted(FAMILY_SMOKE))
-def test_every_family_steps_alike_on_one_device_pmap_and_a_sharded_mesh(family):
-  # One device, pmap over 4, and jit over a (data 2, fsdp 2) mesh with every leaf sharded
-  # that can be: the same global step.
-  single = _losses(family, 'single')
-  others = {'pmap': _losses(family, 'pmap'),
-            'mesh': _losses(family, 'jit', **{'parallel.mesh': 'data=-1,fsdp=2',
-                                              'parallel.fsdp_min_bytes': 0})}
-  for name, records in others.items():
-    for want, got in zip(single, records):
-      assert set(got) == set(want), name
-      for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL,
-                                   err_msg=f'{name} {key}')
+@pytest.mark.parametrize('family', sorted(EVAL_KEYS))
+def test_every_family_steps_alike_under_pmap_and_on_a_sharded_mesh(family):
+  # pmap over 4 devices (per-device slices, pmean) and jit over a (data 2, fsdp 2) mesh with
+  # every leaf sharded that can be (the global batch, XLA's partitioner): two code paths,
+  # the same global step. (jit's step is the one-device step: the same program.)
+  pmap = _losses(family, 'pmap')
+  mesh = _losses(family, 'jit', **{'parallel.mesh': 'data=-1,fsdp=2',
+                                   'parallel.fsdp_min_bytes': 0})
+  for want, got in zip(pmap, mesh):
+    assert set(got) == set(want)
+    for key in want:
+      np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
-@pytest.mark.parametrize('family', sorted(FAMILY_SMOKE))
-def test_every_family_resumes_bit_exactly(family, tmp_path):
-  # Three steps straight, then the last two again from the checkpoint of step 1 (as after a
-  # preemption): the same logged values and the same final state, bit for bit (the family's
-  # `extra` included).
+@pytest.mark.parametrize('family', sorted(EVAL_KEYS))
+def test_every_family_trains_evaluates_and_resumes_bit_exactly(family, tmp_path):
+  # Three steps straight (evaluated at the last), then the last two again from the
+  # checkpoint of step 1 (as after a preemption): the same logged values and the same final
+  # state, bit for bit (the family's `extra` included).
   file, arg, extra = FAMILY_SMOKE[family]
   config = configs_loader.load(file, arg, **{**extra, 'total_steps': 3, 'log_every_steps': 1,
-                                             'eval_every_steps': 0, 'checkpoint_every_steps': 1,
+                                             'eval_every_steps': 3, 'checkpoint_every_steps': 1,
                                              'keep_checkpoints': 3})
   workdir = str(tmp_path)
   train.train_and_evaluate(config, workdir)
   straight = _records(workdir)
+  for key in EVAL_KEYS[family] + ('g_loss',):
+    assert np.isfinite(straight[-1][key]), key
   _, want, _ = train.load_for_inference(workdir)
   for step in (2, 3):
     shutil.rmtree(os.path.join(workdir, 'checkpoints', str(step)))

@@ -159,6 +159,10 @@ class _AutoEncoder:
     e_params, e_state = self.encoder.init(e_key, x, is_training=True)
     return merge(g_params, e_params), merge(g_state, e_state)
 
+  def critic_free_networks(self, key, *, batch_size: int) -> Networks:
+    """The initial networks of a family without a critic (wae_mmd, vae)."""
+    return Networks(*self.init_g(key, batch_size), None, None)
+
   def encode(self, g_params, g_state, x):
     """Q(x) in training mode -> (code, new g_state)."""
     return self.encoder.apply(g_params, g_state, None, x, is_training=True)
@@ -234,10 +238,6 @@ def build_wae_mmd(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
   ae = _AutoEncoder(models=models, cfg=cfg, config=config, gaussian=False,
                     bn_axis_name=bn_axis_name)
 
-  def init(key, *, batch_size: int) -> Networks:
-    g_params, g_state = ae.init_g(key, batch_size)
-    return Networks(g_params, g_state, None, None)
-
   def g_objective(g_params, g_state, real, *, key, critic):
     del critic
     code, cost, err, g_state = _wae_objective_parts(ae, recon_scale, g_params, g_state,
@@ -246,7 +246,8 @@ def build_wae_mmd(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
     mmd = imq_mmd(ae.global_rows(code), sample_z(key, cfg.batch_size, models.z_dim))
     return cost + lam * mmd, g_state, {'recon': err, 'mmd': mmd}
 
-  return Family(name='wae_mmd', init=init, critic_view=None, g_objective=g_objective,
+  return Family(name='wae_mmd', init=ae.critic_free_networks, critic_view=None,
+                g_objective=g_objective,
                 models=ae.family_models())
 
 
@@ -257,10 +258,6 @@ def build_vae(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
   obs_std = _setting(config, 'vae', 'obs_std')
   ae = _AutoEncoder(models=models, cfg=cfg, config=config, gaussian=True,
                     bn_axis_name=bn_axis_name)
-
-  def init(key, *, batch_size: int) -> Networks:
-    g_params, g_state = ae.init_g(key, batch_size)
-    return Networks(g_params, g_state, None, None)
 
   def g_objective(g_params, g_state, real, *, key, critic):
     del critic
@@ -273,5 +270,6 @@ def build_vae(*, models, loss, cfg, config, bn_axis_name=None) -> Family:
     kl = jnp.mean(gaussian_kl(mean, log_var))
     return nll + kl, g_state, {'recon': err, 'nll': nll, 'kl': kl}
 
-  return Family(name='vae', init=init, critic_view=None, g_objective=g_objective,
+  return Family(name='vae', init=ae.critic_free_networks, critic_view=None,
+                g_objective=g_objective,
                 models=ae.family_models())
