@@ -32,6 +32,19 @@ def pytest_configure(config):
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
+# The slowest modules (multi-process jobs, full-depth smoke runs) start first, so that the
+# two workers (pytest.ini) finish together instead of one waiting on a long test at the end.
+SLOW_FIRST = ('test_multihost_eval.py', 'test_multihost_preemption.py',
+              'test_resnet_scales.py', 'test_biggan.py', 'test_families.py')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = lambda item: (SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST
+                       else len(SLOW_FIRST))
+  items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 @pytest.fixture
 def fast_compile(monkeypatch):
   """For end-to-end runs of deep networks: XLA's own convolutions (their compile is a
