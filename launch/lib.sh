@@ -1,4 +1,4 @@
-# Shell helpers sourced by launch/gpu.sh and launch/tpu_pod.sh (not a command).
+# Shell helpers sourced by the launch scripts (not a command).
 
 show_help() {  # show_help: the calling script's header comment, then exit 0
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0

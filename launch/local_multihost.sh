@@ -12,12 +12,13 @@
 # commands instead of running them; --help prints this text.
 set -euo pipefail
 
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # show_help, quote
 usage() { echo "usage: $0 [--dry-run] N [wgan_jax.main args...]" >&2; exit 2; }
-show_help() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "$0"; exit 0; }
 
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && show_help
 runner=()
-if [[ "${1:-}" == "--dry-run" ]]; then runner=(echo); shift; fi
+if [[ "${1:-}" == "--dry-run" ]]; then runner=(quote); shift; fi
 [[ $# -ge 1 && "$1" =~ ^[1-9][0-9]*$ ]] || usage
 n="$1"; shift
 
@@ -26,8 +27,14 @@ devices="${DEVICES_PER_PROCESS:-2}"
 port="${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 log_dir="${LOG_DIR:-$(mktemp -d)}"
 
+# XLA:CPU ends a process whose device has waited 40 s at a collective (its default); processes
+# sharing a few cores can fall that far behind each other without anything being wrong. A dead
+# peer still ends the job at once (the CPU collectives fail when its connection closes).
+timeouts="--xla_cpu_collective_call_warn_stuck_timeout_seconds=300"
+timeouts+=" --xla_cpu_collective_call_terminate_timeout_seconds=600"
+
 process() {  # process INDEX: one process of the job
-  "${runner[@]}" env "XLA_FLAGS=--xla_force_host_platform_device_count=${devices}" \
+  "${runner[@]}" env "XLA_FLAGS=--xla_force_host_platform_device_count=${devices} ${timeouts}" \
     JAX_PLATFORMS=cpu "$python" -m wgan_jax.main "--coordinator_address=127.0.0.1:${port}" \
     "--num_processes=${n}" "--process_id=$1" "${args[@]}"
 }

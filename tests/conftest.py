@@ -6,7 +6,9 @@ import tempfile
 
 import pytest
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+from tests import simulated_devices
+
+os.environ.setdefault('XLA_FLAGS', simulated_devices.xla_flags(4))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Model-level tests compile with plain im2col convolutions: Winograd's transforms double the
 # compile time of every CNN step, which the suite's time budget cannot carry. The variable,

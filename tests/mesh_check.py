@@ -20,8 +20,10 @@ step of single and (2, 4) for the restores) come from the persistent compilation
 import os
 import sys
 
+from tests import simulated_devices
+
 DEVICES = 8
-os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES}'
+os.environ['XLA_FLAGS'] = simulated_devices.xla_flags(DEVICES)
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('WGAN_JAX_CONV_IMPL', 'im2col')  # as tests/conftest.py
 

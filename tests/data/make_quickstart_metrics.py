@@ -12,8 +12,10 @@ import json
 import os
 import tempfile
 
+from tests import simulated_devices
+
 # The test environment (tests/conftest.py): XLA:CPU's results depend on the device count.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+os.environ.setdefault('XLA_FLAGS', simulated_devices.xla_flags(4))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 QUICKSTART = ('wgan_gp', 'gaussians8')

@@ -1,0 +1,25 @@
+"""XLA_FLAGS of the test environment: N simulated CPU devices; set before jax is imported.
+
+- XLA:CPU ends the process (SIGABRT, "Termination timeout ... Exiting to ensure a consistent
+  program state") when a device has waited 40 s at a collective for the others, its default.
+  Four simulated devices share two cores with a second test worker and the runs it starts, so
+  one device can fall that far behind without anything being wrong (a pmap test's worker
+  crashed that way). Here they wait up to 10 minutes (a true deadlock still ends the
+  process) and warn after 5.
+- XLA:CPU compiles for the host's instruction set, and its results follow it: fused
+  multiply-adds (AVX2) and the vector width change the last bits of a step, and a few hundred
+  steps later every logged number. The tests compare runs with numbers recorded on another
+  machine (tests/data) and hold trained toy models to thresholds, so on x86-64 the code is
+  compiled for SSE4.2, which every x86-64 CI machine has: the same program, the same bits,
+  on any of them.
+"""
+import platform
+
+COLLECTIVE_TIMEOUTS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=300 '
+                       '--xla_cpu_collective_call_terminate_timeout_seconds=600')
+X86_ISA = '--xla_cpu_max_isa=SSE4_2'
+
+
+def xla_flags(devices: int) -> str:
+  isa = X86_ISA if platform.machine().lower() in ('x86_64', 'amd64') else ''
+  return f'--xla_force_host_platform_device_count={devices} {COLLECTIVE_TIMEOUTS} {isa}'.strip()
