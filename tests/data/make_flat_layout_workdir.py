@@ -1,14 +1,15 @@
 """Records a workdir of the flat train-state layout that tests/test_families.py resumes.
 
-  git worktree add /tmp/flat 6c1f747   # the last commit before the state was grouped per player
-  cp tests/simulated_devices.py /tmp/flat/tests/ && cp tests/data/make_flat_layout_workdir.py /tmp/flat/tests/data/
-  (cd /tmp/flat && python -m tests.data.make_flat_layout_workdir) && cp /tmp/flat/tests/data/flat_layout_* tests/data/
+  python -m tests.data.make_flat_layout_workdir
 
-At that commit the checkpoints hold top-level g_params, d_params, ... Trains the toy recipe
-shrunk to 6 steps (EMA on), keeps its checkpoint of step 4 as if preempted there
-(flat_layout_workdir.tar.gz: config.json and checkpoints/4) and what it logged at steps 5 and 6
-(flat_layout_resumed_metrics.json, without the wall-clock keys). The test resumes the workdir
-with today's code and must log exactly those values.
+Run it at commit 6c1f747, the last before the train state was grouped per player (a git
+worktree of that commit with this file and tests/simulated_devices.py copied in), then copy
+the two flat_layout_* files it writes back here. At that commit the checkpoints hold
+top-level g_params, d_params, ... It trains the toy recipe shrunk to 6 steps (EMA on), keeps
+its checkpoint of step 4 as if preempted there (flat_layout_workdir.tar.gz: config.json and
+checkpoints/4) and what it logged at steps 5 and 6 (flat_layout_resumed_metrics.json, without
+the wall-clock keys). The test resumes the workdir with today's code and must log exactly
+those values.
 """
 import json
 import os

@@ -6,7 +6,9 @@ Trains README's quickstart (configs/wgan_gp.py:gaussians8) shortened by QUICKSTA
 and writes its metrics.jsonl records, without the wall-clock keys, to quickstart_metrics.jsonl
 beside this file. tests/test_families.py trains the same run and compares every value exactly:
 the file was written before the train state was grouped per player and the families were added,
-so the test holds today's code to the numbers of that code.
+so the test holds today's code to the numbers of that code. To record them again (another
+arithmetic, tests/simulated_devices.py), run this at commit 6c1f747 with
+tests/simulated_devices.py copied in, as tests/data/make_flat_layout_workdir.py says.
 """
 import json
 import os
