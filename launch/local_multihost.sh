@@ -30,8 +30,8 @@ log_dir="${LOG_DIR:-$(mktemp -d)}"
 # XLA:CPU ends a process whose device has waited 40 s at a collective (its default); processes
 # sharing a few cores can fall that far behind each other without anything being wrong. A dead
 # peer still ends the job at once (the CPU collectives fail when its connection closes).
-timeouts="--xla_cpu_collective_call_warn_stuck_timeout_seconds=300"
-timeouts+=" --xla_cpu_collective_call_terminate_timeout_seconds=600"
+timeouts="--xla_cpu_collective_call_warn_stuck_timeout_seconds=60"
+timeouts+=" --xla_cpu_collective_call_terminate_timeout_seconds=120"
 
 process() {  # process INDEX: one process of the job
   "${runner[@]}" env "XLA_FLAGS=--xla_force_host_platform_device_count=${devices} ${timeouts}" \

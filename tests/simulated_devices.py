@@ -3,9 +3,8 @@
 - XLA:CPU ends the process (SIGABRT, "Termination timeout ... Exiting to ensure a consistent
   program state") when a device has waited 40 s at a collective for the others, its default.
   Four simulated devices share two cores with a second test worker and the runs it starts, so
-  one device can fall that far behind without anything being wrong (a pmap test's worker
-  crashed that way). Here they wait up to 10 minutes (a true deadlock still ends the
-  process) and warn after 5.
+  one device can fall behind for a while without anything being wrong; they wait up to 2
+  minutes (warn after 1), and a true deadlock still ends the process soon.
 - XLA:CPU's results follow the host's CPU: it compiles fusions for the host's instruction
   set (fused multiply-adds and the vector width change the last bits of a step, and a few
   hundred steps later every logged number), and its YNNPACK fusions (dots, reductions) pick
@@ -17,8 +16,8 @@
 """
 import platform
 
-COLLECTIVE_TIMEOUTS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=300 '
-                       '--xla_cpu_collective_call_terminate_timeout_seconds=600')
+COLLECTIVE_TIMEOUTS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=60 '
+                       '--xla_cpu_collective_call_terminate_timeout_seconds=120')
 NO_RUNTIME_DISPATCH = '--xla_cpu_experimental_ynn_fusion_type='  # no YNNPACK fusions
 X86_ISA = '--xla_cpu_max_isa=AVX2 --xla_cpu_prefer_vector_width=256'
 

@@ -37,8 +37,10 @@ def _losses(file, arg, strategy, steps, **overrides):
     state, metrics = step_fn(state, run.batch(t))
     m = jax.device_get(run.strategy.metrics(metrics))
     out.append((float(m['d_loss']), float(m['g_loss'])))
-    if t % 4 == 3:
-      jax.block_until_ready(state)  # simulated devices: avoid queueing many collectives
+    # Simulated devices: the next step (or to_canonical's reads) must not be queued behind a
+    # step still running on some devices (reading device 0's metrics does not wait for the
+    # others): XLA:CPU deadlocked there, idle, in a run with 3 steps and no wait.
+    jax.block_until_ready(state)
   return np.array(out), run.strategy.to_canonical(state)
 
 
